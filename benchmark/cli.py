@@ -1,0 +1,138 @@
+"""Command line: ``python -m benchmark {run,validate,list,report}``.
+
+Precedence: command-line options > ``matrix.toml`` > defaults. User errors (bad config, missing
+weights, unreadable data) print one clear line and exit with status 2; a run in which some cells
+failed exits with status 1 after writing everything that succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import BenchmarkError
+
+log = logging.getLogger("benchmark")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("benchmark").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    # pyiqa logs every network construction at INFO through its own logger
+    logging.getLogger("pyiqa").setLevel(logging.WARNING)
+
+
+def cmd_validate(args) -> int:
+    from .config import describe_config, load_config
+
+    cfg = load_config(args.config)
+    print(describe_config(cfg))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .reports import build_report
+    from .runner import Runner
+
+    cfg = load_config(args.config)
+    run = cfg.run
+    if args.device:
+        run = replace(run, device=args.device)
+    if args.output_dir:
+        run = replace(run, output_dir=args.output_dir)
+    cfg = replace(cfg, run=run)
+    run_dir = run.output_dir / run.name
+    if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
+        if not args.overwrite:
+            raise BenchmarkError(f"run directory {run_dir} already holds results; pass --resume to continue it "
+                                 "or --overwrite to start again")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log.info("running %d cells into %s", cfg.n_cells, run_dir)
+    failed = Runner(cfg, run_dir, progress=not args.no_progress).run()
+    report = build_report(run_dir)
+    print(f"results: {run_dir}/summary.csv, per-image records: {run_dir}/records.csv, report: {report}")
+    if failed:
+        print(f"{failed} cell(s) failed; see {run_dir}/errors/ and the report", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .reports import build_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "cells.json").is_file():
+        raise BenchmarkError(f"{run_dir} is not a run directory (no cells.json)")
+    print(build_report(run_dir))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .registry import REGISTRIES, load_builtin_plugins, load_plugin_file
+
+    load_builtin_plugins()
+    for p in args.plugins or []:
+        load_plugin_file(Path(p))
+    families = [args.family] if args.family else list(REGISTRIES)
+    out = {fam: [REGISTRIES[fam].describe(n) for n in REGISTRIES[fam].names()] for fam in families}
+    if args.json:
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    for fam, items in out.items():
+        print(f"{fam}:")
+        for it in items:
+            print(f"  {it['name']:12s} {it['summary']}")
+            for p in it["params"]:
+                default = "required" if p["required"] else f"default {p['default']!r}"
+                print(f"      {p['name']} ({p['type']}, {default})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m benchmark", description="Adversarial robustness benchmark "
+                                 "for image-quality metrics: datasets × metrics × attacks × defenses.")
+    ap.add_argument("-v", "--verbose", action="count", default=1, help="more logging (-vv for debug)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run (or resume) a matrix.toml")
+    r.add_argument("config", type=Path)
+    r.add_argument("--resume", action="store_true", help="skip every stage already stored in the run directory")
+    r.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    r.add_argument("--device", help="override run.device (e.g. cuda, cuda:1, cpu)")
+    r.add_argument("--output-dir", type=Path, help="override run.output_dir")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(fn=cmd_run)
+    v = sub.add_parser("validate", help="check a matrix.toml without running anything")
+    v.add_argument("config", type=Path)
+    v.set_defaults(fn=cmd_validate)
+    ls = sub.add_parser("list", help="registered plugins with their parameters and defaults")
+    ls.add_argument("family", nargs="?", choices=["datasets", "metrics", "attacks", "defenses"])
+    ls.add_argument("--plugins", nargs="*", help="local plugin files to load first")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(fn=cmd_list)
+    rep = sub.add_parser("report", help="re-render tables and HTML of a run directory from its records")
+    rep.add_argument("run_dir", type=Path)
+    rep.set_defaults(fn=cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(0 if args.quiet else args.verbose)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    try:
+        return args.fn(args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished stages are kept (use --resume)", file=sys.stderr)
+        return 130

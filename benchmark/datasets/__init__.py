@@ -1,0 +1,5 @@
+"""Dataset plugins: each yields ``Sample(image_id, uint8 image, mos)``."""
+from . import folder, synthetic  # noqa: F401  (registration)
+from .base import Dataset, Sample
+
+__all__ = ["Dataset", "Sample"]

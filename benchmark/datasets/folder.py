@@ -1,0 +1,65 @@
+"""An image folder, with an optional CSV of subjective scores (MOS)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..images import read_image
+from ..registry import DATASETS
+from .base import Dataset, Sample
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@DATASETS.register("folder")
+class ImageFolder(Dataset):
+    """Images under ``root`` (sorted by name); MOS from ``mos_csv`` (columns ``image_column``, ``mos_column``).
+
+    Without a CSV every image of the folder is used and MOS is missing (no correlation measures).
+    With one, the CSV lists the images; a row naming an absent file is an error naming both.
+    ``mos_lower_better`` marks DMOS-like scales.
+    """
+
+    def __init__(self, root: Path, mos_csv: Path | None = None, image_column: str = "image",
+                 mos_column: str = "mos", mos_lower_better: bool = False,
+                 mos_range: tuple[float, float] | None = None, limit: int | None = None):
+        if not root.is_dir():
+            raise ConfigError(f"dataset folder not found: {root}")
+        self.root = root
+        self.mos_lower_better, self.mos_range = mos_lower_better, mos_range
+        self.mos: dict[str, float | None] = {}
+        if mos_csv is None:
+            names = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.mos = {n: None for n in names}
+        else:
+            self.mos = self._read_csv(mos_csv, image_column, mos_column)
+        if not self.mos:
+            raise ConfigError(f"no images found in {root}" + (f" listed by {mos_csv}" if mos_csv else ""))
+        self._ids = self.subset(list(self.mos), limit)
+
+    def _read_csv(self, path: Path, image_col: str, mos_col: str) -> dict[str, float | None]:
+        if not path.is_file():
+            raise ConfigError(f"MOS file not found: {path}")
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            cols = reader.fieldnames or []
+            for c in (image_col, mos_col):
+                if c not in cols:
+                    raise ConfigError(f"{path}: no column '{c}' (columns: {cols})")
+            out = {}
+            for line, row in enumerate(reader, start=2):
+                try:
+                    out[row[image_col]] = float(row[mos_col])
+                except (TypeError, ValueError):
+                    raise DataError(f"{path}, line {line}: MOS {row[mos_col]!r} of {row[image_col]!r} is not a number")
+        missing = [n for n in out if not (self.root / n).is_file()]
+        if missing:
+            raise DataError(f"{path} lists {len(missing)} image(s) absent from {self.root}, e.g. {missing[0]}")
+        return out
+
+    def ids(self) -> list[str]:
+        return self._ids
+
+    def load(self, image_id: str) -> Sample:
+        return Sample(image_id=image_id, image=read_image(self.root / image_id), mos=self.mos[image_id])

@@ -1,0 +1,116 @@
+"""Summary measures, each a function of the per-image records (formulas.md §2–4).
+
+Record columns used: ``score`` (s), ``score_adv`` (s'), ``score_def`` (s_D), ``score_adv_def`` (s'_D),
+``mos`` (m), ``lower_better``, ``range_lo``, ``range_hi``, and the full-reference columns
+``psnr_*``/``ssim_*``. Every summary is recomputable from the stored records, so a new measure never
+needs a re-run.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+EPS_REL = 1e-6  # formulas.md §2: relative gain denominator s + 1e-6
+
+CELL = ["dataset", "metric", "attack", "defense"]
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval ``scipy.stats.t.interval(level, n-1, mean, sem)`` (MSU convention)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(v.mean())
+    if len(v) < 2 or float(np.std(v)) == 0.0:
+        return (m, m, m)
+    lo, hi = stats.t.interval(level, len(v) - 1, loc=m, scale=stats.sem(v))
+    return (m, float(lo), float(hi))
+
+
+def absolute_gain(s, s_other, r: float) -> float:
+    """Guardians absolute gain ``mean |s - s'| / r``."""
+    return float(np.mean(np.abs(np.asarray(s) - np.asarray(s_other))) / r)
+
+
+def relative_gain(s, s_other) -> float:
+    """Guardians relative gain ``mean |s - s'| / (s + 1e-6)``."""
+    s, o = np.asarray(s, float), np.asarray(s_other, float)
+    return float(np.mean(np.abs(s - o) / (np.abs(s) + EPS_REL)))
+
+
+def msu_normalized_gains(s, s_adv, sign: int) -> dict[str, float]:
+    """MSU gains: min–max scaler fitted on the clean scores, applied to both; mean and 95 % t-interval."""
+    s, a = np.asarray(s, float), np.asarray(s_adv, float)
+    lo, hi = float(s.min()), float(s.max())
+    span = hi - lo if hi > lo else 1.0
+    ns, na = (s - lo) / span, (a - lo) / span
+    abs_g = sign * (na - ns)
+    rel_g = sign * (na - ns) / (ns + 1.0)
+    out = {}
+    for key, v in (("msu_abs_gain", abs_g), ("msu_rel_gain", rel_g)):
+        m, l, h = mean_ci(v)
+        out.update({key: m, f"{key}_lo": l, f"{key}_hi": h})
+    return out
+
+
+def correlation(x, y, lower_better: bool = False) -> dict[str, float]:
+    """SROCC and raw PLCC of model scores ``x`` with subjective scores ``y`` (|·| for lower-is-better models)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return {"srocc": math.nan, "plcc": math.nan}
+    srocc = float(stats.spearmanr(x, y)[0])
+    plcc = float(stats.pearsonr(x, y)[0])
+    if lower_better:
+        srocc, plcc = abs(srocc), abs(plcc)
+    return {"srocc": srocc, "plcc": plcc}
+
+
+def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
+    """All summary measures of one (dataset, metric, attack, defense) cell."""
+    r = abs(float(g["range_hi"].iloc[0]) - float(g["range_lo"].iloc[0])) or 1.0
+    lower = bool(g["lower_better"].iloc[0])
+    sign = -1 if lower else 1
+    s, sa, sd, sad = (g[c].to_numpy(float) for c in ("score", "score_adv", "score_def", "score_adv_def"))
+    out: dict[str, float] = {"n_images": int(len(g))}
+    out["abs_gain"] = absolute_gain(s, sa, r)
+    out["rel_gain"] = relative_gain(s, sa)
+    out.update(msu_normalized_gains(s, sa, sign))
+    out["robust_abs_gain"] = absolute_gain(s, sad, r)
+    out["robust_rel_gain"] = relative_gain(s, sad)
+    out["both_defended_abs_gain"] = absolute_gain(sd, sad, r)
+    # Directional gains (how far the attack pushed in the quality direction), in units of r.
+    out["signed_gain"] = float(np.mean(sign * (sa - s)) / r)
+    out["robust_signed_gain"] = float(np.mean(sign * (sad - s)) / r)
+    for col in ("psnr_attack", "ssim_attack", "linf_attack", "psnr_def_adv", "ssim_def_adv",
+                "psnr_def_clean", "ssim_def_clean", "seconds_def_clean", "seconds_def_adv"):
+        if col in g:
+            out[col] = float(g[col].mean())
+    if {"psnr_def_adv", "ssim_def_adv"} <= set(g):
+        # Guardians similarity and the purification paper's quality score (formulas.md §3).
+        out["similarity"] = float(np.mean(g["ssim_def_adv"] + g["psnr_def_adv"] / 40.0))
+        out["purified_quality"] = float(np.mean(0.5 * (g["ssim_def_adv"] + g["psnr_def_adv"] / 80.0)))
+    if "mos" in g and g["mos"].notna().sum() >= 3:
+        m = g["mos"].to_numpy(float)
+        for tag, col in (("clean", s), ("def_clean", sd), ("def_adv", sad), ("adv", sa)):
+            c = correlation(col, m, lower_better=lower)
+            out[f"srocc_{tag}"], out[f"plcc_{tag}"] = c["srocc"], c["plcc"]
+    return out
+
+
+def summarize(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell with every summary measure (records with errors excluded)."""
+    if records.empty:
+        return pd.DataFrame(columns=CELL)
+    rows = []
+    for key, g in records.groupby(CELL, sort=False):
+        row = dict(zip(CELL, key))
+        row["adaptive_attack"] = bool(g["adaptive_attack"].iloc[0]) if "adaptive_attack" in g else False
+        row.update(summarize_cell(g))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,119 @@
+"""Train the project's default NR model (colour CNNIQA) and write its weights and model card.
+
+    python -m benchmark.metrics.train_default [--epochs 40] [--live1 ../shared/data/live1-references]
+
+Training data: scikit-image's training photographs (``synthetic`` dataset, ``split="train"``), each
+with all six distortions at all five levels plus the pristine image, labelled with
+``100 · (MS-SSIM + FSIM) / 2`` against the pristine image. Like CNNIQA, every 32×32 patch of an image
+is trained towards the image's label with an L1 loss; each epoch takes a fresh random crop offset.
+Held-out evaluation: the ``synthetic`` test photographs, and (when present) the 29 LIVE reference
+photographs distorted the same way. Deterministic for a given seed on one machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from ..datasets.distortions import DISTORTIONS, distort
+from ..datasets.synthetic import TEST_PHOTOS, TRAIN_PHOTOS, load_photo, seed_of, square
+from ..images import read_image
+from ..quality import reference_score
+from .cnniqa import CNNIQAModel, extract_patches, local_normalise
+from .default_model import WEIGHTS
+
+log = logging.getLogger("benchmark.train_default")
+
+
+def build_set(photos: dict[str, np.ndarray], size: int, levels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for name, arr in photos.items():
+        ref = square(arr, size)
+        variants = [("pristine", 0)] + [(d, lv) for d in DISTORTIONS for lv in levels]
+        batch = []
+        for kind, lv in variants:
+            gen = torch.Generator().manual_seed(seed_of(name, kind, lv) % (2**63))
+            batch.append(ref if kind == "pristine" else distort(ref, kind, lv, gen))
+        batch_t = torch.stack(batch)
+        labels.append(reference_score(batch_t, ref.expand_as(batch_t)).float())
+        images.append(batch_t)
+        log.info("labelled %s (%d images)", name, len(batch))
+    return torch.cat(images), torch.cat(labels)
+
+
+def evaluate(model: CNNIQAModel, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        pred = torch.cat([model(images[i:i + 32]) for i in range(0, len(images), 32)])
+    p, y = pred.numpy(), labels.numpy()
+    return {"n_images": int(len(y)), "srocc": float(stats.spearmanr(p, y)[0]),
+            "plcc": float(stats.pearsonr(p, y)[0]), "mae": float(np.abs(p - y).mean())}
+
+
+def train(epochs: int, seed: int, size: int = 288, crop: int = 256) -> tuple[CNNIQAModel, dict]:
+    torch.manual_seed(seed)
+    train_x, train_y = build_set({n: load_photo(n) for n in TRAIN_PHOTOS}, size, [1, 2, 3, 4, 5])
+    model = CNNIQAModel(in_channels=3)
+    opt = torch.optim.Adam(model.net.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        model.train()
+        top, left = torch.randint(0, size - crop + 1, (2,), generator=gen).tolist()
+        patches = extract_patches(train_x[:, :, top:top + crop, left:left + crop])
+        n_img, n_p = patches.shape[:2]
+        flat = local_normalise(patches.reshape(n_img * n_p, *patches.shape[2:]))
+        target = train_y.repeat_interleave(n_p)
+        order = torch.randperm(len(flat), generator=gen)
+        total = 0.0
+        for i in range(0, len(flat), 256):
+            idx = order[i:i + 256]
+            loss = torch.nn.functional.l1_loss(model.net(flat[idx]), target[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        sched.step()
+        log.info("epoch %d/%d  L1 %.3f", epoch + 1, epochs, total / len(flat))
+    model.eval()
+    return model, {"train": evaluate(model, train_x[:, :, :crop, :crop], train_y)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=WEIGHTS)
+    ap.add_argument("--live1", type=Path, default=Path("../shared/data/live1-references"),
+                    help="folder of the LIVE reference photographs for held-out evaluation (skipped if absent)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t0 = time.time()
+    model, results = train(args.epochs, args.seed)
+    test_x, test_y = build_set({n: load_photo(n) for n in TEST_PHOTOS}, 256, [1, 2, 3, 4, 5])
+    results["heldout_skimage"] = evaluate(model, test_x, test_y)
+    if args.live1.is_dir():
+        photos = {p.stem: read_image(p) for p in sorted(args.live1.glob("*.png"))}
+        live_x, live_y = build_set(photos, 256, [2, 4])
+        results["heldout_live1"] = evaluate(model, live_x, live_y)
+    else:
+        log.warning("%s not found: LIVE held-out evaluation skipped", args.live1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() for k, v in model.net.state_dict().items()}, args.out)
+    meta = {"epochs": args.epochs, "seed": args.seed, "train_photos": list(TRAIN_PHOTOS),
+            "test_photos": list(TEST_PHOTOS), "label": "100 * (MS-SSIM + FSIM) / 2 (pyiqa)",
+            "results": results, "seconds": round(time.time() - t0, 1), "torch": torch.__version__,
+            "python": platform.python_version(), "machine": platform.machine()}
+    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("wrote %s; %s", args.out, json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""The per-image long table, assembled from the stored stages of a run (the single source of truth)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .store import RunStore
+
+ORDER = ["dataset", "metric", "attack", "defense", "image_id", "mos", "score", "score_adv", "score_def",
+         "score_adv_def"]
+
+
+def _frame(store: RunStore, kind: str, key: str) -> tuple[pd.DataFrame, dict] | None:
+    if not store.has(kind, key):
+        return None
+    rec = store.load(kind, key)
+    return pd.DataFrame(rec["records"]), rec
+
+
+def load_records(run_dir: Path) -> pd.DataFrame:
+    """One row per (dataset, metric, attack, defense, image) for every complete cell of the run."""
+    store = RunStore(run_dir)
+    cells_file = Path(run_dir) / "cells.json"
+    if not cells_file.is_file():
+        raise FileNotFoundError(f"{cells_file} not found: not a run directory")
+    frames = []
+    for cell in json.loads(cells_file.read_text()):
+        keys = cell["keys"]
+        parts = [_frame(store, k, keys[k]) for k in ("clean", "attack", "def_clean", "def_adv")]
+        if any(p is None for p in parts):
+            continue
+        (clean, crec), (att, arec), (dc, drec), (da, _) = parts
+        df = clean.merge(att, on="image_id").merge(dc, on="image_id").merge(da, on="image_id")
+        for col in ("dataset", "metric", "attack", "defense"):
+            df[col] = cell[col]
+        meta = crec["metric_meta"]
+        df["lower_better"], df["range_lo"], df["range_hi"] = meta["lower_better"], meta["range_lo"], meta["range_hi"]
+        df["adaptive_attack"] = bool(arec["attack_meta"]["adaptive"])
+        df["budget"] = arec["attack_meta"]["budget"]
+        df["defense_stochastic"] = bool(drec["defense_meta"]["stochastic"])
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=ORDER)
+    df = pd.concat(frames, ignore_index=True)
+    return df[ORDER + [c for c in df.columns if c not in ORDER]]

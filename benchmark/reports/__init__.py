@@ -1,0 +1,14 @@
+"""Reports: tables (CSV/Parquet/Markdown) and a self-contained HTML page, from stored records."""
+from pathlib import Path
+
+from .html import render_html
+from .tables import write_tables
+
+
+def build_report(run_dir: Path) -> Path:
+    """Re-render every table and the HTML page of a run directory from its stored records."""
+    _, summary = write_tables(run_dir)
+    return render_html(run_dir, summary)
+
+
+__all__ = ["build_report", "render_html", "write_tables"]
