@@ -49,7 +49,7 @@ def to_rgb8(im: Image.Image, name: str) -> np.ndarray:
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
     """H×W×3 uint8 -> 3×H×W float in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div(255.0)
+    return torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(255.0)
 
 
 def apply_size_policy(x: torch.Tensor, size: tuple[int, int] | None, policy: str) -> torch.Tensor:

@@ -39,9 +39,10 @@ class Attack:
 
     def gradient(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the summed objective w.r.t. ``x`` (images are independent), and the objective."""
-        x = x.detach().requires_grad_(True)
-        obj = self.objective(model, x)
-        (grad,) = torch.autograd.grad(obj.sum(), x)
+        with torch.enable_grad():  # attacks may be called from no_grad code
+            x = x.detach().requires_grad_(True)
+            obj = self.objective(model, x)
+            (grad,) = torch.autograd.grad(obj.sum(), x)
         if not torch.isfinite(grad).all():
             raise FloatingPointError("non-finite gradient of the metric; cannot attack it by gradient")
         return grad, obj.detach()

@@ -1,0 +1,107 @@
+"""Shared fixtures. Tests run offline: Hugging Face lookups are switched off before anything imports it."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("BENCHMARK_OFFLINE", "1")
+
+import csv  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("BENCHMARK_SHARED", ROOT.parent / "shared"))
+CNNIQA_WEIGHTS = SHARED / "models" / "cnniqa-live" / "CNNIQA-LIVE"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def need_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs {path} (the ../shared test material beside the checkout)")
+    return path
+
+
+@pytest.fixture
+def cnniqa_weights() -> Path:
+    return need_shared(CNNIQA_WEIGHTS)
+
+
+def tiny_images(n: int = 6, size: int = 96) -> list[tuple[str, np.ndarray, float]]:
+    """n small real photographs (scikit-image) with graded noise, and a MOS that falls with the noise."""
+    from benchmark.datasets.synthetic import load_photo, square
+
+    photos = ["astronaut", "coffee", "rocket", "chelsea"]
+    out = []
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        x = square(load_photo(photos[i % len(photos)]), size)
+        level = 0.02 * (i // len(photos) + i % 3)
+        x = (x + level * torch.from_numpy(rng.standard_normal(x.shape)).float()).clamp(0, 1)
+        arr = (x * 255).round().byte().permute(1, 2, 0).numpy()
+        out.append((f"img{i:02d}.png", arr, 100.0 - 500 * level + i))
+    return out
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder of 6 small PNGs with mos.csv (columns image, mos)."""
+    root = tmp_path / "images"
+    root.mkdir()
+    with (root / "mos.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "mos"])
+        for name, arr, mos in tiny_images():
+            Image.fromarray(arr).save(root / name)
+            w.writerow([name, mos])
+    return root
+
+
+def write_config(tmp_path: Path, body: str, name: str = "matrix.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(body)
+    return p
+
+
+@pytest.fixture
+def small_matrix(tmp_path: Path, image_folder: Path) -> Path:
+    """A 1×1×2×3 matrix on the tiny folder with the shipped default model (seconds on a CPU)."""
+    return write_config(tmp_path, f"""
+[run]
+name = "small"
+output_dir = "{tmp_path / 'runs'}"
+batch_size = 4
+image_size = 96
+
+[[datasets]]
+name = "folder"
+root = "{image_folder}"
+mos_csv = "{image_folder / 'mos.csv'}"
+
+[[metrics]]
+name = "default"
+
+[[attacks]]
+name = "fgsm"
+eps = "4/255"
+
+[[attacks]]
+name = "pgd"
+eps = "4/255"
+steps = 5
+
+[[defenses]]
+name = "identity"
+
+[[defenses]]
+name = "jpeg"
+quality = 50
+
+[[defenses]]
+name = "median"
+""")

@@ -1,0 +1,155 @@
+"""End to end on a tiny matrix: records, resume after interruption, failures recorded, reports."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.config import load_config
+from benchmark.records import load_records
+from benchmark.runner import Runner
+
+from conftest import write_config
+
+CELL = ["dataset", "metric", "attack", "defense", "image_id"]
+
+
+def run_dir_of(cfg_path):
+    cfg = load_config(cfg_path)
+    return cfg, cfg.run.output_dir / cfg.run.name
+
+
+def test_small_run_end_to_end(small_matrix, capsys):
+    assert main(["run", str(small_matrix), "--no-progress"]) == 0
+    _, run_dir = run_dir_of(small_matrix)
+    for f in ("manifest.json", "records.csv", "summary.csv", "summary.md", "report.html", "cells.json"):
+        assert (run_dir / f).is_file(), f
+    rec = pd.read_csv(run_dir / "records.csv")
+    assert len(rec) == 6 * 2 * 3 and not rec.duplicated(CELL).any()
+    summ = pd.read_csv(run_dir / "summary.csv").set_index(["attack", "defense"])
+    pgd, fgsm = "pgd(eps=4/255,steps=5)", "fgsm(eps=4/255)"
+    # identity leaves the attack's gain untouched; JPEG takes most of it back
+    assert summ.loc[(pgd, "identity"), "robust_abs_gain"] == pytest.approx(summ.loc[(pgd, "identity"), "abs_gain"])
+    assert summ.loc[(pgd, "jpeg(quality=50)"), "robust_abs_gain"] < 0.5 * summ.loc[(pgd, "identity"), "abs_gain"]
+    assert summ.loc[(pgd, "identity"), "abs_gain"] > summ.loc[(fgsm, "identity"), "abs_gain"]
+    assert (rec["linf_attack"] <= 4 / 255 + 1e-6).all()
+    html = (run_dir / "report.html").read_text()
+    assert "<table" in html and "http" not in html.split("<h2>Provenance")[0].replace("https://", "")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["run"]["seed"] == 0 and manifest["versions"]["torch"]
+    # report re-renders from the stored records alone
+    (run_dir / "summary.csv").unlink()
+    assert main(["report", str(run_dir)]) == 0 and (run_dir / "summary.csv").is_file()
+
+
+def test_resume_after_interruption_loses_and_duplicates_nothing(small_matrix, tmp_path, monkeypatch):
+    cfg, run_dir = run_dir_of(small_matrix)
+    run_dir.mkdir(parents=True)
+    calls = {"n": 0}
+    original = Runner._defend
+
+    def interrupt_on_fifth(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Runner, "_defend", interrupt_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(cfg, run_dir, progress=False).run()
+    partial = load_records(run_dir)
+    assert 0 < len(partial) < 36
+    assert not list(run_dir.rglob("*.tmp"))            # nothing half-written
+    monkeypatch.setattr(Runner, "_defend", original)
+    stored = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").rglob("*.json")}
+    assert main(["run", str(small_matrix), "--resume", "--no-progress"]) == 0
+    # finished stages were not recomputed
+    assert all((run_dir / "stages").rglob(n).__next__().stat().st_mtime_ns == t for n, t in stored.items())
+    resumed = load_records(run_dir)
+
+    fresh_cfg = write_config(tmp_path, small_matrix.read_text().replace('name = "small"', 'name = "fresh"'),
+                             name="fresh.toml")
+    assert main(["run", str(fresh_cfg), "--no-progress"]) == 0
+    fresh = load_records(run_dir.parent / "fresh")
+    assert len(resumed) == len(fresh) == 36 and not resumed.duplicated(CELL).any()
+    cols = ["score", "score_adv", "score_def", "score_adv_def"]
+    a, b = resumed.sort_values(CELL).reset_index(drop=True), fresh.sort_values(CELL).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[CELL + cols], b[CELL + cols])
+
+
+def test_existing_run_dir_needs_resume_or_overwrite(small_matrix, capsys):
+    assert main(["run", str(small_matrix), "--no-progress"]) == 0
+    assert main(["run", str(small_matrix), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, image_folder, capsys):
+    plugin = tmp_path / "broken.py"
+    plugin.write_text('''
+from benchmark.defenses.base import Defense
+from benchmark.registry import DEFENSES
+
+@DEFENSES.register("broken_for_test")
+class Broken(Defense):
+    """Fails on purpose."""
+    def forward(self, x, *, generator=None):
+        raise RuntimeError("purifier exploded")
+''')
+    cfg = write_config(tmp_path, f"""
+[run]
+name = "fails"
+output_dir = "{tmp_path / 'runs'}"
+image_size = 96
+plugins = ["broken.py"]
+[[datasets]]
+name = "folder"
+root = "{image_folder}"
+limit = 3
+[[metrics]]
+name = "default"
+[[metrics]]
+name = "cnniqa"
+weights = "absent/CNNIQA-LIVE"
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+[[defenses]]
+name = "broken_for_test"
+""")
+    assert main(["run", str(cfg), "--no-progress"]) == 1
+    run_dir = tmp_path / "runs" / "fails"
+    errors = [json.loads(p.read_text()) for p in (run_dir / "errors").glob("*.json")]
+    msgs = " ".join(e["error"] for e in errors)
+    assert "purifier exploded" in msgs and "absent/CNNIQA-LIVE" in msgs
+    rec = pd.read_csv(run_dir / "records.csv")
+    assert set(rec["defense"]) == {"identity"} and set(rec["metric"]) == {"default"} and len(rec) == 3
+    assert "purifier exploded" in (run_dir / "report.html").read_text()
+
+
+def test_optional_metric_with_missing_weights_is_skipped(tmp_path, image_folder):
+    cfg = write_config(tmp_path, f"""
+[run]
+name = "opt"
+output_dir = "{tmp_path / 'runs'}"
+image_size = 96
+[[datasets]]
+name = "folder"
+root = "{image_folder}"
+limit = 2
+[[metrics]]
+name = "cnniqa"
+weights = "absent.pt"
+optional = true
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+""")
+    assert main(["run", str(cfg), "--no-progress"]) == 0
+    skipped = json.loads((tmp_path / "runs" / "opt" / "skipped.json").read_text())
+    assert "absent.pt" in skipped[0]["reason"]
