@@ -56,11 +56,11 @@ def evaluate(model: CNNIQAModel, images: torch.Tensor, labels: torch.Tensor) -> 
             "plcc": float(stats.pearsonr(p, y)[0]), "mae": float(np.abs(p - y).mean())}
 
 
-def train(epochs: int, seed: int, size: int = 288, crop: int = 256) -> tuple[CNNIQAModel, dict]:
+def train(epochs: int, seed: int, lr: float = 1e-3, size: int = 288, crop: int = 256) -> tuple[CNNIQAModel, dict]:
     torch.manual_seed(seed)
     train_x, train_y = build_set({n: load_photo(n) for n in TRAIN_PHOTOS}, size, [1, 2, 3, 4, 5])
     model = CNNIQAModel(in_channels=3)
-    opt = torch.optim.Adam(model.net.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
@@ -89,13 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--live1", type=Path, default=Path("../shared/data/live1-references"),
                     help="folder of the LIVE reference photographs for held-out evaluation (skipped if absent)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
-    model, results = train(args.epochs, args.seed)
+    model, results = train(args.epochs, args.seed, args.lr)
     test_x, test_y = build_set({n: load_photo(n) for n in TEST_PHOTOS}, 256, [1, 2, 3, 4, 5])
     results["heldout_skimage"] = evaluate(model, test_x, test_y)
     if args.live1.is_dir():
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s not found: LIVE held-out evaluation skipped", args.live1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() for k, v in model.net.state_dict().items()}, args.out)
-    meta = {"epochs": args.epochs, "seed": args.seed, "train_photos": list(TRAIN_PHOTOS),
+    meta = {"epochs": args.epochs, "seed": args.seed, "lr": args.lr, "train_photos": list(TRAIN_PHOTOS),
             "test_photos": list(TEST_PHOTOS), "label": "100 * (MS-SSIM + FSIM) / 2 (pyiqa)",
             "results": results, "seconds": round(time.time() - t0, 1), "torch": torch.__version__,
             "python": platform.python_version(), "machine": platform.machine()}

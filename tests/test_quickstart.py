@@ -1,0 +1,27 @@
+"""The README's quickstart, run as a user runs it (slow: a few minutes on 2 CPU cores)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+
+from conftest import CNNIQA_WEIGHTS, ROOT
+
+
+@pytest.mark.slow
+def test_quickstart_pgd_beats_fgsm_and_jpeg_cuts_the_gain(tmp_path):
+    assert main(["run", str(ROOT / "examples" / "quickstart.toml"), "--output-dir", str(tmp_path),
+                 "--no-progress"]) == 0
+    run = tmp_path / "quickstart"
+    s = pd.read_csv(run / "summary.csv")
+    assert (run / "report.html").is_file() and (run / "records.csv").is_file()
+    metrics = set(s["metric"])
+    assert "default" in metrics
+    if CNNIQA_WEIGHTS.exists():
+        assert any(m.startswith("cnniqa") for m in metrics)
+    for metric in metrics:
+        t = s[s["metric"] == metric].set_index(["attack", "defense"])
+        pgd, fgsm = "pgd(eps=4/255,steps=10)", "fgsm(eps=4/255)"
+        assert t.loc[(pgd, "identity"), "abs_gain"] > t.loc[(fgsm, "identity"), "abs_gain"], metric
+        assert t.loc[(pgd, "jpeg(quality=50)"), "robust_abs_gain"] < t.loc[(pgd, "identity"), "robust_abs_gain"], metric
