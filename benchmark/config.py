@@ -29,7 +29,8 @@ from .registry import REGISTRIES, Registry, constructor_params, load_builtin_plu
 
 SIZE_POLICIES = ("resize", "center_crop", "keep")
 RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins"}
-ENTRY_META_KEYS = {"name", "label", "optional"}
+ENTRY_META_KEYS = {"name", "label", "optional", "adaptive", "eot_samples"}
+ATTACK_ONLY_KEYS = ("adaptive", "eot_samples")
 CHEAP_FAMILIES = ("attacks", "defenses")
 
 
@@ -42,10 +43,15 @@ class PluginSpec:
     params: dict[str, Any]
     label: str
     optional: bool = False
+    adaptive: bool = False   # attacks only: attack metric ∘ defense (EOT/BPDA), once per defense
+    eot_samples: int = 1     # attacks only: EOT draws of a stochastic defense's randomness
 
     def key(self) -> dict[str, Any]:
         """What determines this plugin's output (used in content hashes)."""
-        return {"name": self.name, "params": _jsonable(self.params)}
+        key = {"name": self.name, "params": _jsonable(self.params)}
+        if self.adaptive:
+            key["adaptive"] = {"eot_samples": self.eot_samples}
+        return key
 
     @property
     def cls(self) -> type:
@@ -193,6 +199,15 @@ def _parse_entry(family: str, registry: Registry, entry: Any, where: str, fname:
     optional = entry.get("optional", False)
     if not isinstance(optional, bool):
         raise ConfigError("expected true or false", file=fname, key=f"{where}.optional")
+    for k in ATTACK_ONLY_KEYS:
+        if k in entry and family != "attacks":
+            raise ConfigError(f"'{k}' applies to attacks only", file=fname, key=f"{where}.{k}")
+    adaptive = entry.get("adaptive", False)
+    if not isinstance(adaptive, bool):
+        raise ConfigError("expected true or false", file=fname, key=f"{where}.adaptive")
+    eot = entry.get("eot_samples", 1)
+    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+        raise ConfigError(f"expected a positive integer, got {eot!r}", file=fname, key=f"{where}.eot_samples")
     label = entry.get("label")
     if label is not None and not isinstance(label, str):
         raise ConfigError("expected a string", file=fname, key=f"{where}.label")
@@ -212,7 +227,10 @@ def _parse_entry(family: str, registry: Registry, entry: Any, where: str, fname:
         lab = label or (f"{name}({shown})" if shown else name)
         if label and len(list(itertools.product(*axes))) > 1:
             lab = f"{label}({shown})"
-        spec = PluginSpec(family=family, name=name, params=p, label=lab, optional=optional)
+        if adaptive and not label:
+            lab += f"+adaptive(EOT{eot})" if eot > 1 else "+adaptive"
+        spec = PluginSpec(family=family, name=name, params=p, label=lab, optional=optional, adaptive=adaptive,
+                          eot_samples=eot)
         if family in CHEAP_FAMILIES:
             # Attacks and defenses are cheap to construct: check their values now, not mid-run.
             try:

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 EPS_REL = 1e-6  # formulas.md §2: relative gain denominator s + 1e-6
+EPS_R = 1e-6    # robustness score R: |s' - s| is floored at EPS_R · r (our choice, recorded here)
 
 CELL = ["dataset", "metric", "attack", "defense"]
 
@@ -57,6 +58,24 @@ def msu_normalized_gains(s, s_adv, sign: int) -> dict[str, float]:
     return out
 
 
+def robustness_score(s, s_adv, lo: float, hi: float) -> float:
+    """Zhang et al. (NeurIPS 2022): ``mean log10(max(hi - s, s - lo) / |s' - s|)``; higher is more robust."""
+    s, a = np.asarray(s, float), np.asarray(s_adv, float)
+    floor = EPS_R * abs(hi - lo)
+    return float(np.mean(np.log10(np.maximum(hi - s, s - lo) / np.maximum(np.abs(a - s), floor))))
+
+
+def distribution_shift(s, s_adv) -> dict[str, float]:
+    """``sgn(mean ŝ' - mean ŝ) · W1(ŝ, ŝ')`` and the same with the energy distance; ŝ min–max on clean scores."""
+    s, a = np.asarray(s, float), np.asarray(s_adv, float)
+    lo, hi = float(s.min()), float(s.max())
+    span = hi - lo if hi > lo else 1.0
+    ns, na = (s - lo) / span, (a - lo) / span
+    sgn = float(np.sign(na.mean() - ns.mean()))
+    return {"wasserstein_score": sgn * float(stats.wasserstein_distance(ns, na)),
+            "energy_score": sgn * float(stats.energy_distance(ns, na))}
+
+
 def correlation(x, y, lower_better: bool = False) -> dict[str, float]:
     """SROCC and raw PLCC of model scores ``x`` with subjective scores ``y`` (|·| for lower-is-better models)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -81,13 +100,16 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
     out["abs_gain"] = absolute_gain(s, sa, r)
     out["rel_gain"] = relative_gain(s, sa)
     out.update(msu_normalized_gains(s, sa, sign))
+    lo, hi = float(g["range_lo"].iloc[0]), float(g["range_hi"].iloc[0])
+    out["robustness_R"] = robustness_score(s, sa, lo, hi)
+    out.update(distribution_shift(s, sa))
     out["robust_abs_gain"] = absolute_gain(s, sad, r)
     out["robust_rel_gain"] = relative_gain(s, sad)
     out["both_defended_abs_gain"] = absolute_gain(sd, sad, r)
     # Directional gains (how far the attack pushed in the quality direction), in units of r.
     out["signed_gain"] = float(np.mean(sign * (sa - s)) / r)
     out["robust_signed_gain"] = float(np.mean(sign * (sad - s)) / r)
-    for col in ("psnr_attack", "ssim_attack", "linf_attack", "psnr_def_adv", "ssim_def_adv",
+    for col in ("psnr_attack", "ssim_attack", "linf_attack", "l2_attack", "psnr_def_adv", "ssim_def_adv",
                 "psnr_def_clean", "ssim_def_clean", "seconds_def_clean", "seconds_def_adv"):
         if col in g:
             out[col] = float(g[col].mean())
@@ -111,6 +133,8 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     for key, g in records.groupby(CELL, sort=False):
         row = dict(zip(CELL, key))
         row["adaptive_attack"] = bool(g["adaptive_attack"].iloc[0]) if "adaptive_attack" in g else False
+        if "eot_samples" in g:
+            row["eot_samples"] = int(g["eot_samples"].iloc[0])
         row.update(summarize_cell(g))
         rows.append(row)
     return pd.DataFrame(rows)

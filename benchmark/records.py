@@ -39,6 +39,8 @@ def load_records(run_dir: Path) -> pd.DataFrame:
         df["lower_better"], df["range_lo"], df["range_hi"] = meta["lower_better"], meta["range_lo"], meta["range_hi"]
         df["adaptive_attack"] = bool(arec["attack_meta"]["adaptive"])
         df["budget"] = arec["attack_meta"]["budget"]
+        df["threat_model"] = arec["attack_meta"]["threat_model"]
+        df["eot_samples"] = arec["attack_meta"].get("eot_samples", 0)
         df["defense_stochastic"] = bool(drec["defense_meta"]["stochastic"])
         frames.append(df)
     if not frames:

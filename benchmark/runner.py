@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from .attacks.adaptive import DefendedMetric
 from .config import MatrixConfig, PluginSpec
 from .errors import DataError, MissingWeightsError, NonFiniteScoreError
 from .images import apply_size_policy, resize_to, to_tensor
@@ -56,8 +57,10 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
         for m in cfg.metrics:
             clean = {**dkey, "metric": m.key()}
             for a in cfg.attacks:
-                att = {**clean, "attack": a.key(), "seed": run.seed}
                 for df in cfg.defenses:
+                    att = {**clean, "attack": a.key(), "seed": run.seed}
+                    if a.adaptive:  # an adaptive attack sees the defense: one attack stage per defense
+                        att["defense"] = df.key()
                     dc = {**clean, "defense": df.key(), "seed": run.seed}
                     da = {**att, "defense": df.key()}
                     cells.append(Cell(d, m, a, df, {
@@ -200,10 +203,11 @@ class Runner:
         clean = self._stage("clean", cell.keys["clean"], cell, lambda: self._clean(metric, images))
         if clean is None:
             return False
-        attack = self._stage("attack", cell.keys["attack"], cell, lambda: self._attack(cell, metric, images))
+        defense = cell.defense.build().to(self.device).eval()
+        attack = self._stage("attack", cell.keys["attack"], cell,
+                             lambda: self._attack(cell, metric, images, defense))
         if attack is None:
             return False
-        defense = cell.defense.build().to(self.device).eval()
         dc = self._stage("def_clean", cell.keys["def_clean"], cell,
                          lambda: self._defend(cell, metric, defense, images, adv=None))
         if dc is None:
@@ -222,15 +226,26 @@ class Runner:
             rows += [{"image_id": i, "score": s, "mos": m} for (i, _, m), s in zip(b, scores)]
         return {"records": rows, "metric_meta": metric.metadata()}, None
 
-    def _attack(self, cell: Cell, metric, images):
+    def _attack(self, cell: Cell, metric, images, defense):
         attack = cell.attack.build()
         gen = torch.Generator().manual_seed(seed_from(self.cfg.run.seed, cell.keys["attack"]))
+        if getattr(attack, "needs_fit", False):
+            fit_key = content_key({"metric": cell.metric.key(), "attack": cell.attack.name,
+                                   "fit": attack.fit_params(), "seed": self.cfg.run.seed})
+            attack.fit(metric, generator=torch.Generator().manual_seed(seed_from(fit_key)),
+                       artifact=self.store.root / "artifacts" / f"{cell.attack.name}-{fit_key}.pt",
+                       provenance={"metric": cell.metric.label, "attack": cell.attack.label, "fit_key": fit_key},
+                       progress=self.progress)
+        target = metric
+        if cell.attack.adaptive:
+            target = DefendedMetric(metric, defense, cell.attack.eot_samples,
+                                    generator=torch.Generator().manual_seed(seed_from(cell.keys["attack"], "eot")))
         rows, advs = [], {}
         for b in tqdm(batches(images, self.cfg.run.batch_size), desc=f"attack {cell.attack.label}",
                       leave=False, disable=not self.progress):
             ids = [i for i, _, _ in b]
             x = torch.stack([x for _, x, _ in b]).to(self.device)
-            x_adv = attack(metric, x, generator=gen).detach()
+            x_adv = attack(target, x, generator=gen).detach()
             scores = self._score(metric, x_adv, ids, "attacked")
             q = pair_quality(x_adv, x)
             diff = (x_adv - x).flatten(1)
@@ -239,7 +254,8 @@ class Runner:
                 rows.append({"image_id": i, "score_adv": scores[j], "psnr_attack": float(q["psnr"][j]),
                              "ssim_attack": float(q["ssim"][j]), "linf_attack": float(diff[j].abs().max()),
                              "l2_attack": float(diff[j].norm())})
-        meta = {"threat_model": attack.threat_model, "adaptive": attack.adaptive, "budget": attack.budget}
+        meta = {"threat_model": attack.threat_model, "adaptive": cell.attack.adaptive, "budget": attack.budget,
+                "eot_samples": cell.attack.eot_samples if cell.attack.adaptive else 0}
         return {"records": rows, "attack_meta": meta}, advs
 
     def _defend(self, cell: Cell, metric, defense, images, adv: dict[str, torch.Tensor] | None):

@@ -54,3 +54,15 @@ class Attack:
 def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     """Π onto ``B∞(x, eps) ∩ [0,1]``: the budget holds exactly, up to float32 rounding of ``x ± eps``."""
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+
+
+def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Π onto ``B2(x, eps) ∩ [0,1]`` per image (clipping to [0,1] only shrinks the perturbation)."""
+    delta = (x_adv - x).flatten(1)
+    norm = delta.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    delta = delta * torch.clamp(eps / norm, max=1.0)
+    return (x + delta.view_as(x)).clamp(0.0, 1.0)
+
+
+def l2_normalize(g: torch.Tensor) -> torch.Tensor:
+    return g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))

@@ -50,7 +50,8 @@ def render_html(run_dir: Path, summary: pd.DataFrame) -> Path:
     skipped_path = run_dir / "skipped.json"
     cols = [c for c in HEADLINE if c in summary]
     rows = [[_fmt(v) for v in row] for row in summary[cols].itertuples(index=False)] if len(summary) else []
-    non_adaptive = sorted(set(summary.loc[~summary["adaptive_attack"].astype(bool), "defense"])) if len(summary) else []
+    adaptive = set(summary.loc[summary["adaptive_attack"].astype(bool), "defense"]) if len(summary) else set()
+    non_adaptive = sorted(set(summary["defense"]) - adaptive - {"identity"}) if len(summary) else []
     html = env.get_template("report.html.j2").render(
         title=manifest.get("name", run_dir.name), columns=[COLUMN_TITLES.get(c, c) for c in cols], rows=rows,
         non_adaptive=non_adaptive, errors=[{k: e.get(k) for k in ("stage", "dataset", "metric", "attack", "defense",

@@ -1,0 +1,35 @@
+"""MI-FGSM (Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018) in score space:
+``g_t = μ g_{t-1} + ∇L/‖∇L‖₁``, ``x_{t+1} = Π_{B∞(x,eps)} clip01(x_t + α · sgn(g_t))`` (formulas.md §1).
+
+Defaults: ``eps = 8/255``, ``steps = 10``, ``alpha = eps / steps``, ``decay μ = 1.0``.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..registry import ATTACKS
+from .base import Attack, Direction, project_linf
+
+
+@ATTACKS.register("mifgsm")
+class MIFGSM(Attack):
+    """MI-FGSM (Dong et al., CVPR 2018): momentum on L1-normalised gradients, signed steps, L∞ ball."""
+
+    threat_model = "linf"
+
+    def __init__(self, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None, decay: float = 1.0,
+                 direction: Direction = "increase"):
+        super().__init__(direction)
+        if eps <= 0 or steps < 1:
+            raise ValueError(f"need eps > 0 and steps >= 1 (got {eps}, {steps})")
+        self.eps, self.steps, self.decay = eps, steps, decay
+        self.alpha = alpha if alpha is not None else eps / steps
+
+    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = x.detach()
+        adv, g = x.clone(), torch.zeros_like(x)
+        for _ in range(self.steps):
+            grad, _ = self.gradient(model, adv)
+            g = self.decay * g + grad / grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            adv = project_linf(adv + self.alpha * g.sign(), x, self.eps).detach()
+        return adv

@@ -1,0 +1,56 @@
+"""Any torchattacks attack (Kim, "Torchattacks: A PyTorch Repository for Adversarial Attacks", 2020)
+against an IQA score.
+
+torchattacks expects a classifier. The IQA model is wrapped so that it returns two logits
+``[0, z]`` with ``z = L(x)`` the score objective of formulas.md §1, and the attack is run untargeted
+against label 0: its cross-entropy ``log(1 + e^z)`` increases with ``z``, so its gradient has the sign
+of the score gradient and every gradient-sign attack of torchattacks pushes the score the same way the
+native attacks do.
+
+torchattacks 3.5 pins ``requests~=2.25.1``, which would downgrade the ``requests`` that pyiqa's
+Hugging Face stack needs; install it without its dependencies: ``pip install --no-deps torchattacks``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import ATTACKS
+from .base import Attack, Direction
+
+
+class TwoLogits(nn.Module):
+    def __init__(self, attack: Attack, model):
+        super().__init__()
+        self.attack, self.model = attack, model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.attack.objective(self.model, x)
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+@ATTACKS.register("torchattacks")
+class TorchAttacks(Attack):
+    """A torchattacks attack by class name (``attack = "PGD"``) with its keywords in ``options``; L∞ ``eps``."""
+
+    threat_model = "linf"
+
+    def __init__(self, attack: str = "PGD", options: dict | None = None, direction: Direction = "increase"):
+        super().__init__(direction)
+        try:
+            import torchattacks
+        except ImportError:
+            raise ValueError("torchattacks is not installed: pip install --no-deps torchattacks") from None
+        if not hasattr(torchattacks, attack):
+            raise ValueError(f"torchattacks has no attack {attack!r}")
+        self.cls, self.options = getattr(torchattacks, attack), dict(options or {})
+        self.eps = float(self.options.get("eps", 8 / 255))
+        self.options.setdefault("eps", self.eps)
+
+    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        wrapped = TwoLogits(self, model).eval()
+        atk = self.cls(wrapped, **self.options)
+        labels = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        if generator is not None:  # torchattacks draws from the global RNG: seed it from ours
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        return atk(x.detach(), labels).detach()
