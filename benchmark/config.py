@@ -247,9 +247,9 @@ _EMPTY = inspect.Parameter.empty
 
 def _short(v: Any) -> str:
     if isinstance(v, float):
-        frac = Fraction(v).limit_denominator(1000)
-        if frac.denominator in (255, 510, 1020) or (frac.denominator > 1 and abs(float(frac) - v) < 1e-12):
-            return f"{frac.numerator}/{frac.denominator}"
+        frac = Fraction(v).limit_denominator(1020)
+        if frac.denominator in (255, 510, 1020) and abs(float(frac) - v) < 1e-12:
+            return f"{frac.numerator}/{frac.denominator}"  # budgets read as k/255
         return f"{v:g}"
     if isinstance(v, Path):
         return v.name
