@@ -23,7 +23,7 @@ log = logging.getLogger("benchmark")
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("benchmark").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.getLogger("benchmark").setLevel(level)
     # pyiqa logs every network construction at INFO through its own logger
     logging.getLogger("pyiqa").setLevel(logging.WARNING)
 
@@ -62,6 +62,29 @@ def cmd_run(args) -> int:
     if failed:
         print(f"{failed} cell(s) failed; see {run_dir}/errors/ and the report", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from fractions import Fraction
+
+    from .calibrate import calibrate, write_calibration
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    if args.device:
+        cfg = replace(cfg, run=replace(cfg.run, device=args.device))
+    try:
+        targets = [float(Fraction(t)) for t in args.targets]
+    except (ValueError, ZeroDivisionError):
+        raise BenchmarkError(f"--targets: expected numbers or fractions such as 4/255, got {args.targets}") from None
+    results = calibrate(cfg, targets, n_images=args.images, tol=args.tol)
+    toml = write_calibration(results, args.output)
+    for r in results:
+        flag = "" if r["within_tol"] else "  (not within tolerance)"
+        print(f"{r['metric']:24s} {r['attack']:36s} L∞ {r['target']:.5f}: {r['param']} = {r['value']:.6g} "
+              f"(measured {r['measured_linf']:.5f}){flag}")
+    print(f"written: {args.output} and {toml}")
     return 0
 
 
@@ -118,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--plugins", nargs="*", help="local plugin files to load first")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(fn=cmd_list)
+    cal = sub.add_parser("calibrate", help="find each attack's strength for L∞ budget categories")
+    cal.add_argument("config", type=Path)
+    cal.add_argument("--targets", nargs="+", default=["2/255", "4/255", "8/255", "16/255"])
+    cal.add_argument("--images", type=int, default=8, help="images of the first dataset to measure on")
+    cal.add_argument("--tol", type=float, default=0.02, help="relative tolerance on the mean L∞")
+    cal.add_argument("--device")
+    cal.add_argument("-o", "--output", type=Path, default=Path("calibration.json"))
+    cal.set_defaults(fn=cmd_calibrate)
     rep = sub.add_parser("report", help="re-render tables and HTML of a run directory from its records")
     rep.add_argument("run_dir", type=Path)
     rep.set_defaults(fn=cmd_report)

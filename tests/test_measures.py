@@ -48,3 +48,16 @@ def test_summarize_one_cell():
     assert row["srocc_clean"] == pytest.approx(1.0)
     assert row["purified_quality"] == pytest.approx(0.5 * (0.9 + 0.5))
     assert row["similarity"] == pytest.approx(0.9 + 1.0)
+
+
+def test_robustness_score_and_distribution_shift():
+    from benchmark.measures import EPS_R, distribution_shift, robustness_score
+
+    s, sa = np.array([20.0, 50.0, 90.0]), np.array([30.0, 50.0, 95.0])
+    expected = np.mean(np.log10([80 / 10, 50 / (EPS_R * 100), 90 / 5]))
+    assert robustness_score(s, sa, 0.0, 100.0) == pytest.approx(expected)
+    d = distribution_shift(s, sa)
+    ns, na = (s - 20) / 70, (sa - 20) / 70
+    assert d["wasserstein_score"] == pytest.approx(stats.wasserstein_distance(ns, na))
+    assert d["energy_score"] == pytest.approx(stats.energy_distance(ns, na))
+    assert distribution_shift(sa, s)["wasserstein_score"] < 0

@@ -22,6 +22,7 @@ class Attack:
 
     threat_model: str = "linf"
     adaptive: bool = False
+    strength_param: str = "eps"  # the constructor keyword the budget calibration varies
 
     def __init__(self, direction: Direction = "increase"):
         if direction not in ("increase", "decrease"):

@@ -65,6 +65,7 @@ class UAP(Attack):
 
     threat_model = "universal"
     needs_fit = True
+    strength_param = "amplitude"
 
     def __init__(self, eps: float = 10 / 255, amplitude: float = 1.0, size: int = 256, epochs: int = 5,
                  lr: float = 0.001, batch_size: int = 8, direction: Direction = "increase"):
