@@ -28,8 +28,7 @@ def write_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     atomic_write_text(run_dir / "records.csv", records.to_csv(index=False))
     atomic_write_text(run_dir / "summary.csv", summary.to_csv(index=False))
     shown = summary[[c for c in HEADLINE if c in summary]]
-    atomic_write_text(run_dir / "summary.md", shown.to_markdown(index=False, floatfmt=".4g")
-                      if importlib.util.find_spec("tabulate") else shown.to_string(index=False))
+    atomic_write_text(run_dir / "summary.md", shown.to_markdown(index=False, floatfmt=".4g") + "\n")
     if importlib.util.find_spec("pyarrow"):
         records.to_parquet(run_dir / "records.parquet.tmp", index=False)
         (run_dir / "records.parquet.tmp").replace(run_dir / "records.parquet")
