@@ -29,11 +29,16 @@ def fr_scores(name: str, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return out.reshape(dist.shape[0], -1).mean(dim=1).cpu()
 
 
-def pair_quality(dist: torch.Tensor, ref: torch.Tensor) -> dict[str, torch.Tensor]:
-    """PSNR and SSIM of ``dist`` against ``ref`` (the defaults of every defense/attack record)."""
+def pair_quality(dist: torch.Tensor, ref: torch.Tensor, lpips: bool = False) -> dict[str, torch.Tensor]:
+    """PSNR and SSIM of ``dist`` against ``ref`` (every attack/defense record), and LPIPS if asked for."""
     psnr = fr_scores("psnr", dist, ref)
     # pyiqa returns inf-like values for identical images; cap at 100 dB so means stay finite.
-    return {"psnr": torch.clamp(psnr, max=100.0), "ssim": fr_scores("ssim", dist, ref)}
+    out = {"psnr": torch.clamp(psnr, max=100.0), "ssim": fr_scores("ssim", dist, ref)}
+    if lpips:
+        from .perceptual import lpips_distance
+
+        out["lpips"] = lpips_distance(dist.clamp(0, 1), ref.clamp(0, 1))
+    return out
 
 
 def reference_score(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,8 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
     run = cfg.run
     cells = []
     for d in cfg.datasets:
-        dkey = {"dataset": d.key(), "image_size": run.image_size, "size_policy": run.size_policy}
+        dkey = {"dataset": d.key(), "image_size": run.image_size, "size_policy": run.size_policy,
+                "lpips": run.lpips}
         for m in cfg.metrics:
             clean = {**dkey, "metric": m.key()}
             for a in cfg.attacks:
@@ -247,13 +248,13 @@ class Runner:
             x = torch.stack([x for _, x, _ in b]).to(self.device)
             x_adv = attack(target, x, generator=gen).detach()
             scores = self._score(metric, x_adv, ids, "attacked")
-            q = pair_quality(x_adv, x)
+            q = pair_quality(x_adv, x, lpips=self.cfg.run.lpips)
             diff = (x_adv - x).flatten(1)
             for j, i in enumerate(ids):
                 advs[i] = x_adv[j].cpu()
-                rows.append({"image_id": i, "score_adv": scores[j], "psnr_attack": float(q["psnr"][j]),
-                             "ssim_attack": float(q["ssim"][j]), "linf_attack": float(diff[j].abs().max()),
-                             "l2_attack": float(diff[j].norm())})
+                rows.append({"image_id": i, "score_adv": scores[j], "linf_attack": float(diff[j].abs().max()),
+                             "l2_attack": float(diff[j].norm()),
+                             **{f"{k}_attack": float(v[j]) for k, v in q.items()}})
         meta = {"threat_model": attack.threat_model, "adaptive": cell.attack.adaptive, "budget": attack.budget,
                 "eot_samples": cell.attack.eot_samples if cell.attack.adaptive else 0}
         return {"records": rows, "attack_meta": meta}, advs
@@ -271,11 +272,10 @@ class Runner:
                 out = defense(inp, generator=gen).clamp(0, 1)
             seconds = (time.perf_counter() - t0) / len(ids)
             scores = self._score(metric, out, ids, "defended " + ("clean" if adv is None else "attacked"))
-            q = pair_quality(resize_to(out, x), x)
+            q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips)
             tag = "clean" if adv is None else "adv"
             for j, i in enumerate(ids):
                 rows.append({"image_id": i, ("score_def" if adv is None else "score_adv_def"): scores[j],
-                             f"psnr_def_{tag}": float(q["psnr"][j]), f"ssim_def_{tag}": float(q["ssim"][j]),
-                             f"seconds_def_{tag}": seconds})
+                             f"seconds_def_{tag}": seconds, **{f"{k}_def_{tag}": float(v[j]) for k, v in q.items()}})
         meta = {"stochastic": bool(defense.stochastic), "differentiable": bool(defense.differentiable)}
         return {"records": rows, "defense_meta": meta}, None

@@ -153,3 +153,31 @@ name = "identity"
     assert main(["run", str(cfg), "--no-progress"]) == 0
     skipped = json.loads((tmp_path / "runs" / "opt" / "skipped.json").read_text())
     assert "absent.pt" in skipped[0]["reason"]
+
+
+def test_lpips_without_backbone_weights_names_the_file(tmp_path, image_folder, monkeypatch):
+    pytest.importorskip("lpips")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    from benchmark.perceptual import lpips_model
+
+    lpips_model.cache_clear()
+    cfg = write_config(tmp_path, f"""
+[run]
+name = "lp"
+output_dir = "{tmp_path / 'runs'}"
+image_size = 96
+lpips = true
+[[datasets]]
+name = "folder"
+root = "{image_folder}"
+limit = 2
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+""")
+    assert main(["run", str(cfg), "--no-progress"]) == 1
+    errors = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "lp" / "errors").glob("*.json")]
+    assert "alexnet" in errors[0]["error"] and str(tmp_path / "torch-home") in errors[0]["error"]
