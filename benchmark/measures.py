@@ -90,6 +90,24 @@ def correlation(x, y, lower_better: bool = False) -> dict[str, float]:
     return {"srocc": srocc, "plcc": plcc}
 
 
+def certificate_summary(g: pd.DataFrame, r: float) -> dict[str, float]:
+    """Certificate columns of a smoothing defense (clean branch), formulas.md §5."""
+    ab = g["abstain_clean"].astype(bool)
+    ok = g[~ab]
+    out = {"abstain_rate": float(ab.mean())}
+    if len(ok):
+        width = ok["cert_hi_clean"] - ok["cert_lo_clean"]
+        out.update({"cert_width": float(width.mean()), "cert_delta": float(ok["cert_delta_clean"].mean()),
+                    "cert_delta_norm": float(ok["cert_delta_clean"].mean() / r),
+                    # attacked smoothed score inside the clean image's certified interval (guaranteed
+                    # only when the attack's L2 norm is within the certified radius)
+                    "adv_within_cert": float(((ok["score_adv_def"] >= ok["cert_lo_clean"])
+                                              & (ok["score_adv_def"] <= ok["cert_hi_clean"])).mean())})
+    if "cert_radius_clean" in g:
+        out["cert_radius"] = float(ok["cert_radius_clean"].mean()) if len(ok) else math.nan
+    return out
+
+
 def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
     """All summary measures of one (dataset, metric, attack, defense) cell."""
     r = abs(float(g["range_hi"].iloc[0]) - float(g["range_lo"].iloc[0])) or 1.0
@@ -118,6 +136,8 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
         # Guardians similarity and the purification paper's quality score (formulas.md §3).
         out["similarity"] = float(np.mean(g["ssim_def_adv"] + g["psnr_def_adv"] / 40.0))
         out["purified_quality"] = float(np.mean(0.5 * (g["ssim_def_adv"] + g["psnr_def_adv"] / 80.0)))
+    if "cert_lo_clean" in g:
+        out.update(certificate_summary(g, r))
     if "mos" in g and g["mos"].notna().sum() >= 3:
         m = g["mos"].to_numpy(float)
         for tag, col in (("clean", s), ("def_clean", sd), ("def_adv", sad), ("adv", sa)):

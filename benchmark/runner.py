@@ -97,8 +97,12 @@ class Runner:
     # -- helpers ------------------------------------------------------------------------------
     def _score(self, metric, x: torch.Tensor, ids: list[str], what: str) -> list[float]:
         with torch.no_grad():
-            s = metric(x.to(self.device)).detach().float().cpu()
-        bad = [i for i, v in zip(ids, s.tolist()) if not torch.isfinite(torch.tensor(v))]
+            return self._check_finite(metric(x.to(self.device)), ids, what)
+
+    @staticmethod
+    def _check_finite(scores: torch.Tensor, ids: list[str], what: str) -> list[float]:
+        s = scores.detach().float().cpu()
+        bad = [i for i, ok in zip(ids, torch.isfinite(s).tolist()) if not ok]
         if bad:
             raise NonFiniteScoreError(f"metric returned NaN/inf on {what} image(s) {bad}")
         return s.tolist()
@@ -267,15 +271,27 @@ class Runner:
             x = torch.stack([x for _, x, _ in b]).to(self.device)
             inp = x if adv is None else torch.stack([adv[i] for i in ids]).to(self.device)
             gen = torch.Generator().manual_seed(seed_from(self.cfg.run.seed, dkey, ids))
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                out = defense(inp, generator=gen).clamp(0, 1)
-            seconds = (time.perf_counter() - t0) / len(ids)
-            scores = self._score(metric, out, ids, "defended " + ("clean" if adv is None else "attacked"))
-            q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips)
             tag = "clean" if adv is None else "adv"
+            what = "defended " + ("clean" if adv is None else "attacked")
+            t0 = time.perf_counter()
+            certs: list[dict] = [{} for _ in ids]
+            if getattr(defense, "wraps_metric", False):
+                # smoothing defenses score through the metric themselves and return certificates;
+                # they do not change the image, so the purified image is the input
+                scores_t, certs = defense.score(metric, inp, generator=gen)
+                out = inp
+                scores = self._check_finite(scores_t, ids, what)
+                seconds = (time.perf_counter() - t0) / len(ids)
+            else:
+                with torch.no_grad():
+                    out = defense(inp, generator=gen).clamp(0, 1)
+                seconds = (time.perf_counter() - t0) / len(ids)
+                scores = self._score(metric, out, ids, what)
+            q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips)
             for j, i in enumerate(ids):
                 rows.append({"image_id": i, ("score_def" if adv is None else "score_adv_def"): scores[j],
-                             f"seconds_def_{tag}": seconds, **{f"{k}_def_{tag}": float(v[j]) for k, v in q.items()}})
-        meta = {"stochastic": bool(defense.stochastic), "differentiable": bool(defense.differentiable)}
+                             f"seconds_def_{tag}": seconds, **{f"{k}_def_{tag}": float(v[j]) for k, v in q.items()},
+                             **{f"{k}_{tag}": v for k, v in certs[j].items() if k != "smoothed"}})
+        meta = {"stochastic": bool(defense.stochastic), "differentiable": bool(defense.differentiable),
+                "certified": bool(getattr(defense, "wraps_metric", False))}
         return {"records": rows, "defense_meta": meta}, None

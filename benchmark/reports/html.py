@@ -17,6 +17,7 @@ COLUMN_TITLES = {
     "ssim_def_adv": "SSIM(x, D(x'))", "purified_quality": "purified quality ↑", "srocc_clean": "SROCC(m, s)",
     "srocc_def_clean": "SROCC(m, s_D)", "srocc_def_adv": "SROCC(m, s'_D)", "plcc_clean": "PLCC(m, s)",
     "plcc_def_clean": "PLCC(m, s_D)", "seconds_def_adv": "defense s/img", "adaptive_attack": "adaptive",
+    "cert_width": "certified width", "cert_delta_norm": "cert. δ / r", "abstain_rate": "abstain",
 }
 
 

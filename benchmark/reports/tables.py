@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 HEADLINE = ["dataset", "metric", "attack", "defense", "n_images", "abs_gain", "msu_abs_gain", "msu_abs_gain_lo",
             "msu_abs_gain_hi", "robust_abs_gain", "both_defended_abs_gain", "psnr_def_adv", "ssim_def_adv",
             "purified_quality", "srocc_clean", "srocc_def_clean", "srocc_def_adv", "plcc_clean", "plcc_def_clean",
-            "seconds_def_adv", "robustness_R", "adaptive_attack", "eot_samples"]
+            "seconds_def_adv", "robustness_R", "cert_width", "cert_delta_norm", "abstain_rate", "adaptive_attack",
+            "eot_samples"]
 
 
 def write_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
