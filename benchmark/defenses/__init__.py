@@ -1,6 +1,7 @@
 """Defense plugins: ``forward(x, *, generator) -> x_purified`` with capability attributes."""
 from . import (  # noqa: F401  (registration)
-    cohen_smoothing, denoised_smoothing, flip, identity, jpeg, median, median_smoothing, random_crop)
+    bilateral, classic_denoise, cohen_smoothing, denoised_smoothing, flip, gaussian_blur, identity, jpeg, median,
+    median_smoothing, quantize, random_crop, random_noise, random_rotate, resize, unsharp)
 from .base import Defense
 
 __all__ = ["Defense"]

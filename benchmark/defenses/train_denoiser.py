@@ -62,7 +62,10 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
     from ..metrics.train_default import build_set
 
     torch.manual_seed(seed)
-    images, targets = build_set({n: load_photo(n) for n in TRAIN_PHOTOS}, size, [1, 3, 5])
+    # labels need MS-SSIM's minimum size: score at 256 pixels, then train at ``size``
+    images, targets = build_set({n: load_photo(n) for n in TRAIN_PHOTOS}, 256, [1, 3, 5])
+    if size != 256:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     model, opt, start = DnCNN(), None, 0
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and out.is_file():
