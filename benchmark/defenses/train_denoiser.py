@@ -3,7 +3,8 @@
     python -m benchmark.defenses.train_denoiser --metric default --sigma 0.12 --epochs 8 --out den.pt
     python -m benchmark.defenses.train_denoiser --metric cnniqa --metric-param weights=path/CNNIQA-LIVE ...
 
-Inputs are noisy copies ``clip01(x + N(0, σ²))`` of a training split (scikit-image's training
+Inputs (``--inputs``) are noisy copies ``clip01(x + N(0, σ²))`` (``noise``, default), PGD adversarial
+examples against the metric at L∞ ``--adv-eps`` (``adversarial``), or half of each (``both``), of a training split (scikit-image's training
 photographs with graded distortions, as the ``synthetic`` dataset's ``split = "train"``, labelled with
 its reference score); the target is the clean image. Loss = MSE reconstruction + ``rank_weight`` ×
 pairwise ranking loss on the metric's outputs: for every pair of images in a batch whose reference
@@ -56,8 +57,22 @@ def build_metric(name: str, params: list[str]):
     return metric
 
 
+def make_inputs(x: torch.Tensor, metric, kind: str, sigma: float, adv_eps: float, gen: torch.Generator) -> torch.Tensor:
+    noisy = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    if kind == "noise":
+        return noisy
+    from ..attacks.pgd import PGD
+
+    adv = PGD(eps=adv_eps, steps=5)(metric, x, generator=gen)
+    if kind == "adversarial":
+        return adv
+    half = torch.rand(x.shape[0], generator=gen) < 0.5
+    return torch.where(half.view(-1, 1, 1, 1), noisy, adv)
+
+
 def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, batch: int, lr: float, seed: int,
-          out: Path, config: dict, resume: bool = False, progress: bool = True) -> DnCNN:
+          out: Path, config: dict, resume: bool = False, progress: bool = True, inputs: str = "noise",
+          adv_eps: float = 4 / 255) -> DnCNN:
     from ..datasets.synthetic import TRAIN_PHOTOS, load_photo
     from ..metrics.train_default import build_set
 
@@ -82,8 +97,7 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
                       disable=not progress):
             idx = order[i:i + batch]
             x, y = images[idx], targets[idx]
-            noisy = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
-            den = model(noisy)
+            den = model(make_inputs(x, metric, inputs, sigma, adv_eps, gen))
             mse = F.mse_loss(den, x)
             rank = ranking_loss(metric(den), y, metric.sign, metric.score_scale) if rank_weight > 0 else mse * 0
             loss = mse + rank_weight * rank
@@ -112,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--inputs", choices=["noise", "adversarial", "both"], default="noise")
+    ap.add_argument("--adv-eps", type=float, default=4 / 255)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("pyiqa").setLevel(logging.WARNING)
@@ -119,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     t0 = time.time()
     train(metric, sigma=args.sigma, epochs=args.epochs, rank_weight=args.rank_weight, size=args.size,
-          batch=args.batch, lr=args.lr, seed=args.seed, out=args.out, config=config, resume=args.resume)
+          batch=args.batch, lr=args.lr, seed=args.seed, out=args.out, config=config, resume=args.resume,
+          inputs=args.inputs, adv_eps=args.adv_eps)
     log.info("wrote %s (%.0f s)", args.out, time.time() - t0)
     return 0
 
