@@ -13,7 +13,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .correlation import bootstrap_ci, correlations
+
 EPS_REL = 1e-6  # formulas.md §2: relative gain denominator s + 1e-6
+PLCC_MAPPING = "logistic4"  # PLCC after the VQEG 4-parameter logistic; plcc_raw_* is the raw value
+N_BOOT = 1000              # bootstrap resamples for the SROCC intervals
 EPS_R = 1e-6    # robustness score R: |s' - s| is floored at EPS_R · r (our choice, recorded here)
 
 CELL = ["dataset", "metric", "attack", "defense"]
@@ -78,16 +82,8 @@ def distribution_shift(s, s_adv) -> dict[str, float]:
 
 def correlation(x, y, lower_better: bool = False) -> dict[str, float]:
     """SROCC and raw PLCC of model scores ``x`` with subjective scores ``y`` (|·| for lower-is-better models)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return {"srocc": math.nan, "plcc": math.nan}
-    srocc = float(stats.spearmanr(x, y)[0])
-    plcc = float(stats.pearsonr(x, y)[0])
-    if lower_better:
-        srocc, plcc = abs(srocc), abs(plcc)
-    return {"srocc": srocc, "plcc": plcc}
+    c = correlations(x, y, lower_better=lower_better, mapping="none")
+    return {"srocc": c["srocc"], "plcc": c["plcc_raw"]}
 
 
 def certificate_summary(g: pd.DataFrame, r: float) -> dict[str, float]:
@@ -141,8 +137,14 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
     if "mos" in g and g["mos"].notna().sum() >= 3:
         m = g["mos"].to_numpy(float)
         for tag, col in (("clean", s), ("def_clean", sd), ("def_adv", sad), ("adv", sa)):
-            c = correlation(col, m, lower_better=lower)
-            out[f"srocc_{tag}"], out[f"plcc_{tag}"] = c["srocc"], c["plcc"]
+            c = correlations(col, m, lower_better=lower, mapping=PLCC_MAPPING)
+            for k in ("srocc", "krocc", "plcc", "plcc_raw", "rmse"):
+                out[f"{k}_{tag}"] = c[k]
+            out[f"plcc_mapping_failed_{tag}"] = c["mapping_failed"]
+        out["plcc_mapping"] = PLCC_MAPPING
+        for tag, col in (("clean", s), ("def_clean", sd)):
+            out[f"srocc_{tag}_lo"], out[f"srocc_{tag}_hi"] = bootstrap_ci(col, m, lower_better=lower, n_boot=N_BOOT)
+        out["srocc_s_sdef"] = float(stats.spearmanr(s, sd)[0]) if np.std(s) > 0 and np.std(sd) > 0 else math.nan
     return out
 
 

@@ -1,6 +1,7 @@
 """A DnCNN-style convolutional denoiser (Zhang, Zuo, Chen, Meng, Zhang, "Beyond a Gaussian Denoiser:
 Residual Learning of Deep CNN for Image Denoising", IEEE TIP 2017): conv–ReLU, (conv–BN–ReLU)×(depth−2),
-conv, predicting the noise (residual learning). Small by default (depth 8, 48 channels) so it trains on
+conv, predicting the noise (residual learning); the last layer starts at zero, so an untrained
+network is the identity. Small by default (depth 8, 48 channels) so it trains on
 a CPU; checkpoints hold the architecture and the training configuration beside the weights.
 """
 from __future__ import annotations
@@ -20,7 +21,10 @@ class DnCNN(nn.Module):
         for _ in range(depth - 2):
             layers += [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
                        nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(channels, 3, 3, padding=1))
+        last = nn.Conv2d(channels, 3, 3, padding=1)
+        nn.init.zeros_(last.weight)  # start as the identity (no noise predicted): training only improves on it
+        nn.init.zeros_(last.bias)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
         self.depth, self.channels = depth, channels
 
