@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric-param", action="append", default=[], help="KEY=VALUE for the metric (repeatable)")
     ap.add_argument("--sigma", type=float, default=0.12)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--rank-weight", type=float, default=1.0)
+    ap.add_argument("--rank-weight", type=float, default=0.02)
     ap.add_argument("--size", type=int, default=128, help="training image size")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
