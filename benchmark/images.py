@@ -1,8 +1,9 @@
 """Reading images and bringing them to the run's size policy.
 
 Conversion rules (documented in the README): grey -> RGB by repetition; RGBA/LA -> RGB composited on
-white; 16-bit -> 8-bit by rounding value/257; palette images through PIL's RGB conversion. A file that
-cannot be decoded raises :class:`DataError` naming it.
+white; 16-bit -> 8-bit by rounding value/257; palette images through PIL's RGB conversion. Rejected
+with a :class:`DataError` naming the file: undecodable or truncated files, images smaller than 32×32,
+and images over PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def read_image(path: Path) -> np.ndarray:
             return to_rgb8(im, str(path))
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {path} is too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
 

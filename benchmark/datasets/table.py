@@ -1,0 +1,85 @@
+"""Shared machinery of the IQA databases: a table of (image path, MOS, group), deterministic splits
+disjoint by group (reference content), and MOS-stratified subsets.
+
+- ``split = "train" | "test" | "all"``: groups (reference images for synthetic databases, images
+  otherwise) are ranked by ``sha256(seed, group)`` and the first ``train_fraction`` of them form the
+  training split. Disjoint by construction, stable across machines and Python versions.
+- ``limit = k`` with ``stratify = true`` keeps k images spread over the MOS distribution: the selection
+  is sorted by MOS, cut into k equal-count bins, and the image nearest each bin's median MOS is kept
+  (the Guardians benchmark uses 1000 MOS-stratified KonIQ images); with ``stratify = false`` k images
+  spread evenly in file order.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..images import read_image
+from .base import Dataset, Sample
+
+Split = Literal["all", "train", "test"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    image_id: str
+    path: Path
+    mos: float
+    group: str
+
+
+def split_groups(groups: list[str], split: Split, train_fraction: float, seed: int) -> set[str]:
+    uniq = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}|{g}".encode()).hexdigest())
+    n_train = int(round(len(uniq) * train_fraction))
+    return set(uniq[:n_train] if split == "train" else uniq[n_train:] if split == "test" else uniq)
+
+
+def stratified(entries: list[Entry], k: int) -> list[Entry]:
+    order = sorted(entries, key=lambda e: (e.mos, e.image_id))
+    keep = []
+    for b in np.array_split(np.arange(len(order)), k):
+        if len(b):
+            keep.append(order[int(b[len(b) // 2])])
+    return sorted(keep, key=lambda e: e.image_id)
+
+
+class TableDataset(Dataset):
+    """A database described by a list of entries; subclasses read their official files in ``entries()``."""
+
+    def __init__(self, root: Path, split: Split = "all", train_fraction: float = 0.8, seed: int = 0,
+                 limit: int | None = None, stratify: bool = True):
+        if not Path(root).is_dir():
+            raise ConfigError(f"{type(self).__name__}: dataset folder not found: {root}")
+        if split not in ("all", "train", "test") or not 0 < train_fraction < 1:
+            raise ConfigError("split must be all/train/test and 0 < train_fraction < 1")
+        self.root = Path(root)
+        entries = self.entries()
+        if not entries:
+            raise DataError(f"{type(self).__name__}: no images listed under {root}")
+        keep = split_groups([e.group for e in entries], split, train_fraction, seed)
+        entries = [e for e in entries if e.group in keep]
+        if limit is not None and limit < len(entries):
+            entries = stratified(entries, limit) if stratify else [entries[i] for i in
+                                                                    np.linspace(0, len(entries) - 1, limit).round().astype(int)]
+        self._entries = {e.image_id: e for e in entries}
+
+    def entries(self) -> list[Entry]:
+        raise NotImplementedError
+
+    def need(self, relative: str) -> Path:
+        p = self.root / relative
+        if not p.exists():
+            raise ConfigError(f"{type(self).__name__}: expected {p} (see the README for the folder layout)")
+        return p
+
+    def ids(self) -> list[str]:
+        return list(self._entries)
+
+    def load(self, image_id: str) -> Sample:
+        e = self._entries[image_id]
+        return Sample(image_id=image_id, image=read_image(e.path), mos=e.mos)

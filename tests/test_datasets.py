@@ -1,0 +1,176 @@
+"""Dataset loaders on fixtures in each database's official format, splits, stratified subsets, bad images."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import savemat
+
+from benchmark.datasets.clive import CLIVE
+from benchmark.datasets.folder import ImageFolder
+from benchmark.datasets.kadid import KADID10k
+from benchmark.datasets.koniq import KonIQ10k
+from benchmark.datasets.spaq import SPAQ
+from benchmark.datasets.tid2013 import TID2013
+from benchmark.errors import ConfigError, DataError
+from benchmark.images import read_image
+
+
+def img(path, seed=0, size=(48, 40)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+def test_koniq(tmp_path):
+    with (tmp_path / "koniq10k_scores_and_distributions.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "MOS_zscore"])
+        for i in range(20):
+            name = f"{1000 + i}.jpg"
+            img(tmp_path / "512x384" / name, i)
+            w.writerow([name, 1, 2, 3, 4, 5, 15, 1 + i * 0.2, 0.5, 50])
+    ds = KonIQ10k(root=tmp_path)
+    assert len(ds) == 20 and ds.mos_range == (1.0, 5.0)
+    s = ds.load("1005.jpg")
+    assert s.mos == pytest.approx(2.0) and s.image.shape == (40, 48, 3)
+    sub = KonIQ10k(root=tmp_path, limit=5)                   # MOS-stratified: spread over the range
+    moss = sorted(sub.load(i).mos for i in sub.ids())
+    assert len(moss) == 5 and moss[0] < 2.0 and moss[-1] > 4.0
+    tr, te = KonIQ10k(root=tmp_path, split="train"), KonIQ10k(root=tmp_path, split="test")
+    assert not set(tr.ids()) & set(te.ids()) and len(tr) + len(te) == 20 and len(tr) == 16
+    assert KonIQ10k(root=tmp_path, split="train").ids() == tr.ids()   # deterministic
+    with pytest.raises(ConfigError, match="1024x768"):
+        KonIQ10k(root=tmp_path, resolution="1024x768")
+
+
+def test_kadid_splits_by_reference(tmp_path):
+    with (tmp_path / "dmos.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["dist_img", "ref_img", "dmos", "var"])
+        for r in range(5):
+            for d in range(4):
+                name = f"I{r + 1:02d}_{d + 1:02d}_01.png"
+                img(tmp_path / "images" / name, r * 10 + d)
+                w.writerow([name, f"I{r + 1:02d}.png", 1 + d, 0.1])
+    tr, te = KADID10k(root=tmp_path, split="train"), KADID10k(root=tmp_path, split="test")
+    refs = lambda ds: {i[:3] for i in ds.ids()}  # noqa: E731
+    assert len(tr) == 16 and len(te) == 4 and not refs(tr) & refs(te)
+    assert KADID10k(root=tmp_path).load("I02_03_01.png").mos == 3.0
+
+
+def test_tid2013(tmp_path):
+    lines = []
+    for r in (1, 2):
+        for d in (1, 2):
+            name = f"i{r:02d}_{d:02d}_1.bmp" if r == 1 else f"I{r:02d}_{d:02d}_1.BMP"
+            img(tmp_path / "distorted_images" / name, r + d)
+            lines.append(f"{4.5 + d} {name}")
+    (tmp_path / "mos_with_names.txt").write_text("\n".join(lines) + "\n")
+    ds = TID2013(root=tmp_path)
+    assert len(ds) == 4 and ds.load("I02_02_1.BMP").mos == 6.5
+    (tmp_path / "mos_with_names.txt").write_text("oops\n")
+    with pytest.raises(DataError, match="mos_with_names.txt, line 1"):
+        TID2013(root=tmp_path)
+
+
+def test_clive_mat_files(tmp_path):
+    names = [f"{i}.bmp" for i in range(10)]
+    for i, n in enumerate(names):
+        img(tmp_path / "Images" / n, i)
+    (tmp_path / "Data").mkdir()
+    cell = np.empty((len(names), 1), dtype=object)
+    for i, n in enumerate(names):
+        cell[i, 0] = np.array([n])
+    savemat(tmp_path / "Data" / "AllImages_release.mat", {"AllImages_release": cell})
+    savemat(tmp_path / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.arange(10.0)[None] * 10})
+    ds = CLIVE(root=tmp_path)
+    assert ds.ids() == names[7:] and ds.load("8.bmp").mos == 80.0
+    assert len(CLIVE(root=tmp_path, include_training_images=True)) == 10
+
+
+def test_spaq_spreadsheet(tmp_path):
+    pytest.importorskip("openpyxl")
+    import pandas as pd
+
+    (tmp_path / "Annotations").mkdir()
+    for i in range(3):
+        img(tmp_path / "TestImage" / f"{i + 1:05d}.jpg", i)
+    pd.DataFrame({"Image name": [f"{i + 1:05d}.jpg" for i in range(3)], "MOS": [20.0, 50.0, 80.0],
+                  "Brightness": [1, 2, 3]}).to_excel(tmp_path / "Annotations" / "MOS and Image attribute scores.xlsx",
+                                                      index=False)
+    ds = SPAQ(root=tmp_path)
+    assert len(ds) == 3 and ds.load("00002.jpg").mos == 50.0
+
+
+def test_bad_images_are_converted_or_named(tmp_path, monkeypatch):
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((40, 40), 100, np.uint8)).save(grey)
+    assert (read_image(grey) == 100).all() and read_image(grey).shape == (40, 40, 3)
+    rgba = tmp_path / "rgba.png"
+    a = np.zeros((40, 40, 4), np.uint8)
+    a[..., 0], a[..., 3] = 255, 0                      # fully transparent red -> white
+    Image.fromarray(a).save(rgba)
+    assert (read_image(rgba) == 255).all()
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((40, 40), 65535, np.uint16)).save(deep)
+    assert (read_image(deep) == 255).all()
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tiny)
+    with pytest.raises(DataError, match="tiny.png is 8×8"):
+        read_image(tiny)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(DataError, match="broken.jpg"):
+        read_image(broken)
+    truncated = tmp_path / "truncated.png"
+    img(truncated, 1, size=(64, 64))
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(DataError, match="truncated.png"):
+        read_image(truncated)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    huge = tmp_path / "huge.png"
+    img(huge, 2, size=(64, 64))
+    with pytest.raises(DataError, match="huge.png is too large"):
+        read_image(huge)
+
+
+def test_one_bad_image_does_not_lose_the_run(tmp_path, image_folder):
+    from benchmark.cli import main
+
+    from conftest import write_config
+
+    (image_folder / "img01.png").write_bytes(b"corrupt")
+    cfg = write_config(tmp_path, f"""
+[run]
+name = "bad"
+output_dir = "{tmp_path / 'runs'}"
+image_size = 96
+[[datasets]]
+name = "folder"
+root = "{image_folder}"
+mos_csv = "{image_folder / 'mos.csv'}"
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+""")
+    assert main(["run", str(cfg), "--no-progress"]) == 0
+    import json
+    import pandas as pd
+
+    run = tmp_path / "runs" / "bad"
+    assert len(pd.read_csv(run / "records.csv")) == 5
+    assert "img01.png" in json.loads((run / "skipped.json").read_text())[0]["what"]
+    assert "img01.png" in (run / "report.html").read_text()
+
+
+def test_folder_without_csv_and_missing_listed_file(tmp_path, image_folder):
+    assert len(ImageFolder(root=image_folder)) == 6
+    (image_folder / "img02.png").unlink()
+    with pytest.raises(DataError, match="img02.png"):
+        ImageFolder(root=image_folder, mos_csv=image_folder / "mos.csv")
