@@ -106,9 +106,14 @@ def cmd_list(args) -> int:
         load_plugin_file(Path(p))
     families = [args.family] if args.family else list(REGISTRIES)
     out = {fam: [REGISTRIES[fam].describe(n) for n in REGISTRIES[fam].names()] for fam in families}
+    if "metrics" in families:
+        from .metrics.zoo import zoo
+
+        out["pyiqa metrics"] = [e.as_dict() for e in zoo(probe=args.probe)]
     if args.json:
         print(json.dumps(out, indent=1, default=str))
         return 0
+    zoo_rows = out.pop("pyiqa metrics", None)
     for fam, items in out.items():
         print(f"{fam}:")
         for it in items:
@@ -116,7 +121,20 @@ def cmd_list(args) -> int:
             for p in it["params"]:
                 default = "required" if p["required"] else f"default {p['default']!r}"
                 print(f"      {p['name']} ({p['type']}, {default})")
+    if zoo_rows:
+        print(f"pyiqa metrics (use name = \"pyiqa\", metric = \"<name>\"; weights cache {zoo_cache()}):")
+        print(f"  {'name':22s} {'mode':4s} {'direction':9s} {'range':22s} {'gradient':10s} weights")
+        for z in zoo_rows:
+            where = f" {z['weight_file']}" if z["weights"] == "missing" else ""
+            print(f"  {z['name']:22s} {z['mode']:4s} {'lower' if z['lower_better'] else 'higher':9s} "
+                  f"{z['score_range']:22s} {z['gradient'][:10]:10s} {z['weights']}{where}")
     return 0
+
+
+def zoo_cache() -> str:
+    from .metrics.zoo import cache_dir
+
+    return cache_dir()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("family", nargs="?", choices=["datasets", "metrics", "attacks", "defenses"])
     ls.add_argument("--plugins", nargs="*", help="local plugin files to load first")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--probe", action="store_true", help="build each pyiqa metric whose weights are here and "
+                    "check that gradients reach the input (slow)")
     ls.set_defaults(fn=cmd_list)
     cal = sub.add_parser("calibrate", help="find each attack's strength for L∞ budget categories")
     cal.add_argument("config", type=Path)
