@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .registry import REGISTRIES, Registry, constructor_params, load_builtin_plugins, load_plugin_file
 
 SIZE_POLICIES = ("resize", "center_crop", "keep")
-RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips"}
+RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips", "dists"}
 ENTRY_META_KEYS = {"name", "label", "optional", "adaptive", "eot_samples"}
 ATTACK_ONLY_KEYS = ("adaptive", "eot_samples")
 CHEAP_FAMILIES = ("attacks", "defenses")
@@ -72,6 +72,7 @@ class RunSettings:
     size_policy: str = "resize"
     plugins: tuple[Path, ...] = ()
     lpips: bool = False
+    dists: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def _parse_run(run: Any, fname: str, base: Path, default_name: str) -> RunSettin
         name=get("name", str, default_name), output_dir=Path(get("output_dir", str, "runs")),
         device=get("device", str, "cpu"), batch_size=batch, seed=get("seed", int, 0),
         image_size=image_size, size_policy=policy, plugins=plugins, lpips=get("lpips", bool, False),
+        dists=get("dists", bool, False),
     )
 
 

@@ -125,7 +125,8 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
     out["robust_signed_gain"] = float(np.mean(sign * (sad - s)) / r)
     for col in ("psnr_attack", "ssim_attack", "linf_attack", "l2_attack", "psnr_def_adv", "ssim_def_adv",
                 "psnr_def_clean", "ssim_def_clean", "seconds_def_clean", "seconds_def_adv", "lpips_attack",
-                "lpips_def_adv", "lpips_def_clean"):
+                "lpips_def_adv", "lpips_def_clean", "ms_ssim_attack", "ms_ssim_def_adv", "ms_ssim_def_clean",
+                "dists_attack", "dists_def_adv", "dists_def_clean"):
         if col in g:
             out[col] = float(g[col].mean())
     if {"psnr_def_adv", "ssim_def_adv"} <= set(g):

@@ -54,7 +54,7 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
     cells = []
     for d in cfg.datasets:
         dkey = {"dataset": d.key(), "image_size": run.image_size, "size_policy": run.size_policy,
-                "lpips": run.lpips}
+                "lpips": run.lpips, "dists": run.dists}
         for m in cfg.metrics:
             clean = {**dkey, "metric": m.key()}
             for a in cfg.attacks:
@@ -252,7 +252,7 @@ class Runner:
             x = torch.stack([x for _, x, _ in b]).to(self.device)
             x_adv = attack(target, x, generator=gen).detach()
             scores = self._score(metric, x_adv, ids, "attacked")
-            q = pair_quality(x_adv, x, lpips=self.cfg.run.lpips)
+            q = pair_quality(x_adv, x, lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
             diff = (x_adv - x).flatten(1)
             for j, i in enumerate(ids):
                 advs[i] = x_adv[j].cpu()
@@ -287,7 +287,7 @@ class Runner:
                     out = defense(inp, generator=gen).clamp(0, 1)
                 seconds = (time.perf_counter() - t0) / len(ids)
                 scores = self._score(metric, out, ids, what)
-            q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips)
+            q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
             for j, i in enumerate(ids):
                 rows.append({"image_id": i, ("score_def" if adv is None else "score_adv_def"): scores[j],
                              f"seconds_def_{tag}": seconds, **{f"{k}_def_{tag}": float(v[j]) for k, v in q.items()},

@@ -181,3 +181,35 @@ name = "identity"
     assert main(["run", str(cfg), "--no-progress"]) == 1
     errors = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "lp" / "errors").glob("*.json")]
     assert "alexnet" in errors[0]["error"] and str(tmp_path / "torch-home") in errors[0]["error"]
+
+
+def test_dists_without_weights_names_the_file(tmp_path, image_folder, monkeypatch):
+    import pyiqa.utils.download_util as dl
+
+    from benchmark.quality import fr_metric
+
+    monkeypatch.setattr(dl, "DEFAULT_CACHE_DIR", str(tmp_path / "pyiqa-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    fr_metric.cache_clear()
+    cfg = write_config(tmp_path, f"""
+[run]
+name = "ds"
+output_dir = "{tmp_path / 'runs'}"
+image_size = 96
+dists = true
+[[datasets]]
+name = "folder"
+root = "{image_folder}"
+limit = 2
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+""")
+    assert main(["run", str(cfg), "--no-progress"]) == 1
+    errors = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "ds" / "errors").glob("*.json")]
+    # the first missing file is named with where to put it (DISTS' VGG backbone, then its own weights)
+    assert "'dists'" in errors[0]["error"] and str(tmp_path) in errors[0]["error"] and ".pth" in errors[0]["error"]
+    fr_metric.cache_clear()
