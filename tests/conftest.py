@@ -68,6 +68,34 @@ def write_config(tmp_path: Path, body: str, name: str = "matrix.toml") -> Path:
     return p
 
 
+def folder_config(tmp_path: Path, name: str, image_folder: Path, tables: str, *, run_extra: str = "",
+                  limit: int | None = None, mos: bool = False) -> Path:
+    """A matrix on the tiny image folder at 96×96: [run] and [[datasets]] written here, the rest given."""
+    dataset = f'root = "{image_folder}"'
+    dataset += f"\nlimit = {limit}" if limit else ""
+    dataset += f'\nmos_csv = "{image_folder / "mos.csv"}"' if mos else ""
+    return write_config(tmp_path, f"""
+[run]
+name = "{name}"
+output_dir = "{tmp_path / 'runs'}"
+image_size = 96
+{run_extra}
+[[datasets]]
+name = "folder"
+{dataset}
+{tables}""", name=f"{name}.toml")
+
+
+DEFAULT_FGSM_IDENTITY = """
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+"""
+
+
 @pytest.fixture
 def small_matrix(tmp_path: Path, image_folder: Path) -> Path:
     """A 1×1×2×3 matrix on the tiny folder with the shipped default model (seconds on a CPU)."""

@@ -12,19 +12,11 @@ from benchmark.attacks import uap as uap_mod
 from benchmark.cli import main
 from benchmark.metrics.default_model import DefaultModel
 
-from conftest import write_config
+from conftest import folder_config
 
 
 def test_adaptive_and_universal_attacks_in_a_run(tmp_path, image_folder):
-    cfg = write_config(tmp_path, f"""
-[run]
-name = "adaptive"
-output_dir = "{tmp_path / 'runs'}"
-image_size = 96
-[[datasets]]
-name = "folder"
-root = "{image_folder}"
-limit = 4
+    cfg = folder_config(tmp_path, "adaptive", image_folder, """
 [[metrics]]
 name = "default"
 [[attacks]]
@@ -51,7 +43,8 @@ name = "random_crop"
 scale = 0.8
 [[defenses]]
 name = "jpeg"
-""")
+""", limit=4)
+
     assert main(["run", str(cfg), "--no-progress"]) == 0
     run = tmp_path / "runs" / "adaptive"
     cells = json.loads((run / "cells.json").read_text())

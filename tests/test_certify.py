@@ -13,7 +13,7 @@ from benchmark.cli import main
 from benchmark.defenses.median_smoothing import MedianSmoothing
 from benchmark.metrics.default_model import DefaultModel
 
-from conftest import write_config
+from conftest import folder_config
 from test_attacks import batch, frozen
 
 
@@ -73,14 +73,7 @@ def test_clopper_pearson_and_cohen_radius():
 
 
 def test_smoothing_in_the_matrix_has_certificate_columns(tmp_path, image_folder):
-    cfg = write_config(tmp_path, f"""
-[run]
-name = "cert"
-output_dir = "{tmp_path / 'runs'}"
-image_size = 96
-[[datasets]]
-name = "folder"
-root = "{image_folder}"
+    cfg = folder_config(tmp_path, "cert", image_folder, """
 [[metrics]]
 name = "default"
 [[attacks]]
@@ -101,6 +94,7 @@ sample_batch = 150
 name = "cohen_smoothing"
 n = 100
 """)
+
     assert main(["run", str(cfg), "--no-progress"]) == 0
     s = pd.read_csv(tmp_path / "runs" / "cert" / "summary.csv").set_index(["attack", "defense"])
     ms = s.loc[("pgd(eps=2/255,steps=3)", "median_smoothing(n=300,sample_batch=150)")]

@@ -37,7 +37,7 @@ def test_lists_expand_into_a_product_and_fractions_parse(tmp_path):
 
 def test_quickstart_is_valid():
     c = load_config(ROOT / "examples" / "quickstart.toml")
-    assert {s.name for s in c.defenses} >= {"identity", "jpeg", "blur"}
+    assert {s.name for s in c.defenses} >= {"identity", "jpeg", "pixel_deflection"}
 
 
 @pytest.mark.parametrize("attack,defense,key,match", [

@@ -140,25 +140,11 @@ def test_bad_images_are_converted_or_named(tmp_path, monkeypatch):
 def test_one_bad_image_does_not_lose_the_run(tmp_path, image_folder):
     from benchmark.cli import main
 
-    from conftest import write_config
+    from conftest import DEFAULT_FGSM_IDENTITY, folder_config
 
     (image_folder / "img01.png").write_bytes(b"corrupt")
-    cfg = write_config(tmp_path, f"""
-[run]
-name = "bad"
-output_dir = "{tmp_path / 'runs'}"
-image_size = 96
-[[datasets]]
-name = "folder"
-root = "{image_folder}"
-mos_csv = "{image_folder / 'mos.csv'}"
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-[[defenses]]
-name = "identity"
-""")
+    cfg = folder_config(tmp_path, "bad", image_folder, DEFAULT_FGSM_IDENTITY, mos=True)
+
     assert main(["run", str(cfg), "--no-progress"]) == 0
     import json
     import pandas as pd

@@ -68,7 +68,7 @@ def test_plugin_file_registers_and_reload_is_idempotent():
     path = ROOT / "examples" / "my_defense.py"
     load_plugin_file(path)
     load_plugin_file(path)
-    assert "blur" in DEFENSES
+    assert "pixel_deflection" in DEFENSES
 
 
 def test_missing_plugin_file():

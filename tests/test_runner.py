@@ -11,7 +11,7 @@ from benchmark.config import load_config
 from benchmark.records import load_records
 from benchmark.runner import Runner
 
-from conftest import write_config
+from conftest import DEFAULT_FGSM_IDENTITY, folder_config, write_config
 
 CELL = ["dataset", "metric", "attack", "defense", "image_id"]
 
@@ -130,26 +130,13 @@ name = "broken_for_test"
 
 
 def test_optional_metric_with_missing_weights_is_skipped(tmp_path, image_folder):
-    cfg = write_config(tmp_path, f"""
-[run]
-name = "opt"
-output_dir = "{tmp_path / 'runs'}"
-image_size = 96
-[[datasets]]
-name = "folder"
-root = "{image_folder}"
-limit = 2
+    cfg = folder_config(tmp_path, "opt", image_folder, """
 [[metrics]]
 name = "cnniqa"
 weights = "absent.pt"
 optional = true
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-[[defenses]]
-name = "identity"
-""")
+""" + DEFAULT_FGSM_IDENTITY, limit=2)
+
     assert main(["run", str(cfg), "--no-progress"]) == 0
     skipped = json.loads((tmp_path / "runs" / "opt" / "skipped.json").read_text())
     assert "absent.pt" in skipped[0]["reason"]
@@ -161,23 +148,8 @@ def test_lpips_without_backbone_weights_names_the_file(tmp_path, image_folder, m
     from benchmark.perceptual import lpips_model
 
     lpips_model.cache_clear()
-    cfg = write_config(tmp_path, f"""
-[run]
-name = "lp"
-output_dir = "{tmp_path / 'runs'}"
-image_size = 96
-lpips = true
-[[datasets]]
-name = "folder"
-root = "{image_folder}"
-limit = 2
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-[[defenses]]
-name = "identity"
-""")
+    cfg = folder_config(tmp_path, "lp", image_folder, DEFAULT_FGSM_IDENTITY, run_extra="lpips = true", limit=2)
+
     assert main(["run", str(cfg), "--no-progress"]) == 1
     errors = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "lp" / "errors").glob("*.json")]
     assert "alexnet" in errors[0]["error"] and str(tmp_path / "torch-home") in errors[0]["error"]
@@ -191,23 +163,8 @@ def test_dists_without_weights_names_the_file(tmp_path, image_folder, monkeypatc
     monkeypatch.setattr(dl, "DEFAULT_CACHE_DIR", str(tmp_path / "pyiqa-cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     fr_metric.cache_clear()
-    cfg = write_config(tmp_path, f"""
-[run]
-name = "ds"
-output_dir = "{tmp_path / 'runs'}"
-image_size = 96
-dists = true
-[[datasets]]
-name = "folder"
-root = "{image_folder}"
-limit = 2
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-[[defenses]]
-name = "identity"
-""")
+    cfg = folder_config(tmp_path, "ds", image_folder, DEFAULT_FGSM_IDENTITY, run_extra="dists = true", limit=2)
+
     assert main(["run", str(cfg), "--no-progress"]) == 1
     errors = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "ds" / "errors").glob("*.json")]
     # the first missing file is named with where to put it (DISTS' VGG backbone, then its own weights)
