@@ -36,7 +36,7 @@ class Attack:
     def objective(self, model, x: torch.Tensor) -> torch.Tensor:
         """Per-image ``d · sign · f(x) / r`` (to maximise)."""
         d = 1.0 if self.direction == "increase" else -1.0
-        return d * model.sign * model(x) / model.score_scale
+        return d * model.sign * model(x).to(x.dtype) / model.score_scale
 
     def gradient(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the summed objective w.r.t. ``x`` (images are independent), and the objective."""

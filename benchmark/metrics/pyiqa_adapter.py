@@ -80,13 +80,14 @@ def weights_guard(metric: str, download: bool) -> Iterator[None]:
 class PyIQAMetric(Metric):
     """A pyiqa metric by name (``metric = "niqe"``, ``"musiq"``, ``"psnr"``, ...), differentiable via ``as_loss``.
 
-    Parameters: ``metric`` (pyiqa name), ``options`` (keywords for ``pyiqa.create_metric``; relative
-    ``pretrained_model_path`` resolved against the config file), ``score_range`` (override ``[lo, hi]``),
-    ``download`` (try to download missing weights; off when ``HF_HUB_OFFLINE``/``BENCHMARK_OFFLINE`` is set).
+    Parameters: ``metric`` (pyiqa name), ``pretrained_model_path`` (a local weights file; relative to the
+    config file), ``options`` (other keywords for ``pyiqa.create_metric``), ``score_range`` (override
+    ``[lo, hi]``), ``download`` (try to download missing weights; off when ``HF_HUB_OFFLINE`` or
+    ``BENCHMARK_OFFLINE`` is set).
     """
 
-    def __init__(self, metric: str, options: dict | None = None, score_range: tuple[float, float] | None = None,
-                 download: bool = True):
+    def __init__(self, metric: str, pretrained_model_path: Path | None = None, options: dict | None = None,
+                 score_range: tuple[float, float] | None = None, download: bool = True):
         super().__init__()
         import pyiqa
         from pyiqa.default_model_configs import DEFAULT_CONFIGS
@@ -107,6 +108,8 @@ class PyIQAMetric(Metric):
                               "set score_range = [lo, hi] for it")
         self.score_range = (float(lo), float(hi))
         opts = dict(options or {})
+        if pretrained_model_path is not None:
+            opts["pretrained_model_path"] = pretrained_model_path
         if "pretrained_model_path" in opts:
             p = Path(opts["pretrained_model_path"])
             if not p.is_file():
@@ -123,4 +126,4 @@ class PyIQAMetric(Metric):
     def forward(self, x: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         check_images(x, f"pyiqa:{self.metric_name}")
         out = self.inner(x, ref) if self.mode == "FR" else self.inner(x)
-        return out.reshape(x.shape[0], -1).mean(dim=1)
+        return out.reshape(x.shape[0], -1).mean(dim=1).to(x.dtype)  # some pyiqa metrics compute in float64
