@@ -133,7 +133,7 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
         # Guardians similarity and the purification paper's quality score (formulas.md §3).
         out["similarity"] = float(np.mean(g["ssim_def_adv"] + g["psnr_def_adv"] / 40.0))
         out["purified_quality"] = float(np.mean(0.5 * (g["ssim_def_adv"] + g["psnr_def_adv"] / 80.0)))
-    if "cert_lo_clean" in g:
+    if "abstain_clean" in g and g["abstain_clean"].notna().all():  # a smoothing defense's cell
         out.update(certificate_summary(g, r))
     if "mos" in g and g["mos"].notna().sum() >= 3:
         m = g["mos"].to_numpy(float)

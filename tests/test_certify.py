@@ -104,3 +104,17 @@ n = 100
     cohen = s.loc[("pgd(eps=2/255,steps=3)", "cohen_smoothing(n=100)")]
     assert "cert_radius" in s.columns and 0 <= cohen["abstain_rate"] <= 1
     assert s.loc[("pgd(eps=2/255,steps=3)+adaptive(EOT4)", "cohen_smoothing(n=100)"), "eot_samples"] == 4
+
+
+def test_certificate_columns_only_for_smoothing_cells():
+    from benchmark.measures import summarize
+
+    base = {"dataset": "d", "metric": "m", "attack": "a", "image_id": list("abc"), "score": [1.0, 2, 3],
+            "score_adv": [2.0, 3, 4], "score_def": [1.0, 2, 3], "score_adv_def": [1.5, 2.5, 3.5],
+            "lower_better": False, "range_lo": 0.0, "range_hi": 10.0}
+    plain = pd.DataFrame({**base, "defense": "identity", "abstain_clean": float("nan")})
+    smooth = pd.DataFrame({**base, "defense": "ms", "abstain_clean": False, "cert_lo_clean": [0.5, 1.5, 2.5],
+                           "cert_hi_clean": [1.5, 2.5, 3.5], "cert_delta_clean": 0.5})
+    s = summarize(pd.concat([plain, smooth], ignore_index=True)).set_index("defense")
+    assert pd.isna(s.loc["identity", "abstain_rate"]) and s.loc["ms", "abstain_rate"] == 0
+    assert s.loc["ms", "cert_width"] == pytest.approx(1.0) and s.loc["ms", "adv_within_cert"] == pytest.approx(1.0)
