@@ -187,3 +187,10 @@ def test_live_release2(tmp_path):
     (tmp_path / "wn" / "img174.bmp").unlink()
     with pytest.raises(DataError, match="img174.bmp"):
         LIVE2(root=tmp_path).load("wn/img174.bmp")
+
+
+def test_bad_score_row_names_file_and_line(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "dmos.csv").write_text("dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,high,0.1\n")
+    with pytest.raises(DataError, match=r"dmos.csv, line 2"):
+        KADID10k(root=tmp_path)

@@ -7,11 +7,8 @@ Splits are disjoint by reference image.
 """
 from __future__ import annotations
 
-import csv
-
-from ..errors import DataError
 from ..registry import DATASETS
-from .table import Entry, TableDataset
+from .table import Entry, TableDataset, csv_entries
 
 
 @DATASETS.register("kadid10k")
@@ -22,12 +19,4 @@ class KADID10k(TableDataset):
     mos_range = (1.0, 5.0)
 
     def entries(self) -> list[Entry]:
-        table, folder = self.need("dmos.csv"), self.need("images")
-        out = []
-        with table.open(newline="", encoding="utf-8-sig") as fh:
-            for line, row in enumerate(csv.DictReader(fh), start=2):
-                try:
-                    out.append(Entry(row["dist_img"], folder / row["dist_img"], float(row["dmos"]), row["ref_img"]))
-                except (KeyError, ValueError) as exc:
-                    raise DataError(f"{table}, line {line}: cannot read dist_img/ref_img/dmos ({exc})") from None
-        return out
+        return csv_entries(self.need("dmos.csv"), self.need("images"), "dist_img", "dmos", group_col="ref_img")

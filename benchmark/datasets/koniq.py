@@ -7,13 +7,11 @@ MOS-stratified images at 512×384: ``limit = 1000`` (stratified by default), ``i
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Literal
 
-from ..errors import DataError
 from ..registry import DATASETS
-from .table import Entry, Split, TableDataset
+from .table import Entry, Split, TableDataset, csv_entries
 
 
 @DATASETS.register("koniq10k")
@@ -30,12 +28,4 @@ class KonIQ10k(TableDataset):
 
     def entries(self) -> list[Entry]:
         table = self.need("koniq10k_scores_and_distributions.csv")
-        folder = self.need(self.resolution)
-        out = []
-        with table.open(newline="", encoding="utf-8-sig") as fh:
-            for line, row in enumerate(csv.DictReader(fh), start=2):
-                try:
-                    out.append(Entry(row["image_name"], folder / row["image_name"], float(row["MOS"]), row["image_name"]))
-                except (KeyError, ValueError) as exc:
-                    raise DataError(f"{table}, line {line}: cannot read image_name/MOS ({exc})") from None
-        return out
+        return csv_entries(table, self.need(self.resolution), "image_name", "MOS")

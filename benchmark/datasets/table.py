@@ -33,6 +33,22 @@ class Entry:
     group: str
 
 
+def csv_entries(table: Path, folder: Path, name_col: str, mos_col: str, group_col: str | None = None) -> list[Entry]:
+    """Entries from a CSV score table; a bad row is an error naming the file and line."""
+    import csv
+
+    out = []
+    with table.open(newline="", encoding="utf-8-sig") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                name = row[name_col]
+                out.append(Entry(name, folder / name, float(row[mos_col]), row[group_col] if group_col else name))
+            except (KeyError, TypeError, ValueError) as exc:
+                cols = "/".join(c for c in (name_col, group_col, mos_col) if c)
+                raise DataError(f"{table}, line {line}: cannot read {cols} ({exc!r})") from None
+    return out
+
+
 def split_groups(groups: list[str], split: Split, train_fraction: float, seed: int) -> set[str]:
     uniq = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}|{g}".encode()).hexdigest())
     n_train = int(round(len(uniq) * train_fraction))
