@@ -277,12 +277,11 @@ def coerce(value: Any, ann: Any, fname: str, key: str, base: Path) -> Any:
     origin = get_origin(ann)
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(ann) if a is not type(None)]
-        errors = []
         for a in args:
             try:
                 return coerce(value, a, fname, key, base)
-            except ConfigError as exc:
-                errors.append(exc.detail)
+            except ConfigError:
+                continue
         raise fail(" or ".join(_type_name(a) for a in args))
     if origin is Literal:
         if value not in get_args(ann):

@@ -11,9 +11,9 @@ Reading the spreadsheet needs ``openpyxl``. Splits are disjoint by reference ima
 """
 from __future__ import annotations
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import DATASETS
-from .table import Entry, TableDataset
+from .table import Entry, TableDataset, read_excel
 
 FOLDERS = {1: "awgn", 2: "jpeg", 3: "jpeg2000", 4: "fnoise", 5: "blur", 6: "contrast"}
 COLUMNS = ("image", "dst_idx", "dst_lev", "dmos")
@@ -27,16 +27,9 @@ class CSIQ(TableDataset):
     mos_range = (0.0, 1.0)
 
     def entries(self) -> list[Entry]:
-        import pandas as pd
-
         table = self.need("csiq.DMOS.xlsx")
         self.need("dst_imgs")
-        try:
-            sheets = pd.read_excel(table, sheet_name=None)
-        except ImportError:
-            raise ConfigError("reading CSIQ's spreadsheet needs openpyxl: pip install openpyxl") from None
-        except ValueError as exc:
-            raise DataError(f"cannot read {table}: {exc}") from None
+        sheets = read_excel(table, sheet_name=None)
         df = next((d for d in sheets.values() if set(COLUMNS) <= set(d.columns)), None)
         if df is None:
             raise DataError(f"{table}: no sheet with columns {list(COLUMNS)}")

@@ -7,9 +7,9 @@ are large (often 4000×3000): the usual protocol resizes the short side to 512 (
 """
 from __future__ import annotations
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import DATASETS
-from .table import Entry, TableDataset
+from .table import Entry, TableDataset, read_excel
 
 
 @DATASETS.register("spaq")
@@ -20,16 +20,9 @@ class SPAQ(TableDataset):
     mos_range = (0.0, 100.0)
 
     def entries(self) -> list[Entry]:
-        import pandas as pd
-
         table = self.need("Annotations/MOS and Image attribute scores.xlsx")
         folder = self.need("TestImage")
-        try:
-            df = pd.read_excel(table)
-        except ImportError:
-            raise ConfigError("reading SPAQ's spreadsheet needs openpyxl: pip install openpyxl") from None
-        except ValueError as exc:
-            raise DataError(f"cannot read {table}: {exc}") from None
+        df = read_excel(table)
         for col in ("Image name", "MOS"):
             if col not in df:
                 raise DataError(f"{table}: no column '{col}' (columns: {list(df.columns)})")

@@ -49,6 +49,18 @@ def csv_entries(table: Path, folder: Path, name_col: str, mos_col: str, group_co
     return out
 
 
+def read_excel(table: Path, sheet_name=0):
+    """A database's spreadsheet through pandas/openpyxl, with clear errors naming the file."""
+    import pandas as pd
+
+    try:
+        return pd.read_excel(table, sheet_name=sheet_name)
+    except ImportError:
+        raise ConfigError(f"reading {table.name} needs openpyxl: pip install openpyxl") from None
+    except ValueError as exc:
+        raise DataError(f"cannot read {table}: {exc}") from None
+
+
 def split_groups(groups: list[str], split: Split, train_fraction: float, seed: int) -> set[str]:
     uniq = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}|{g}".encode()).hexdigest())
     n_train = int(round(len(uniq) * train_fraction))

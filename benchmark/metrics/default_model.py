@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..registry import METRICS
 from .cnniqa import CNNIQAModel, load_state
 
