@@ -75,6 +75,15 @@ def apply_size_policy(x: torch.Tensor, size: tuple[int, int] | None, policy: str
     return torch.round(out.clamp(0, 1) * 255) / 255
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (kornia) with a kernel covering ±3σ, reflect border: shared by the blur defense,
+    unsharp masking and the synthetic blur distortion."""
+    import kornia
+
+    k = 2 * max(1, round(3 * sigma)) + 1
+    return kornia.filters.gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="reflect")
+
+
 def resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Resize a defense output back to the input size before full-reference comparison (formulas.md §3)."""
     if x.shape[-2:] == like.shape[-2:]:

@@ -26,9 +26,13 @@ def load_records(run_dir: Path) -> pd.DataFrame:
     if not cells_file.is_file():
         raise FileNotFoundError(f"{cells_file} not found: not a run directory")
     frames = []
+    loaded: dict[tuple[str, str], tuple[pd.DataFrame, dict] | None] = {}  # clean/attack stages are shared by cells
     for cell in json.loads(cells_file.read_text()):
         keys = cell["keys"]
-        parts = [_frame(store, k, keys[k]) for k in ("clean", "attack", "def_clean", "def_adv")]
+        for k in ("clean", "attack", "def_clean", "def_adv"):
+            if (k, keys[k]) not in loaded:
+                loaded[(k, keys[k])] = _frame(store, k, keys[k])
+        parts = [loaded[(k, keys[k])] for k in ("clean", "attack", "def_clean", "def_adv")]
         if any(p is None for p in parts):
             continue
         (clean, crec), (att, arec), (dc, drec), (da, _) = parts

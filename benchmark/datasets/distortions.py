@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..images import gaussian_blur
+
 LEVELS = {
     "noise": [0.01, 0.025, 0.05, 0.08, 0.12],       # Gaussian noise std on [0,1]
     "blur": [0.8, 1.3, 2.0, 3.0, 4.5],              # Gaussian blur sigma in pixels
@@ -45,8 +47,7 @@ def distort(img: torch.Tensor, kind: str, level: int, generator: torch.Generator
     if kind == "noise":
         out = x + p * torch.randn(x.shape, generator=generator)
     elif kind == "blur":
-        k = int(2 * round(3 * p) + 1)
-        out = kornia.filters.gaussian_blur2d(x, (k, k), (p, p), border_type="reflect")
+        out = gaussian_blur(x, p)
     elif kind == "jpeg":
         out = jpeg_roundtrip(img, int(p))[None]
     elif kind == "contrast":

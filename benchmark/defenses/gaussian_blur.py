@@ -4,9 +4,9 @@ Default ``sigma = 1.0`` pixel; the kernel covers ±3σ. Differentiable.
 """
 from __future__ import annotations
 
-import kornia
 import torch
 
+from ..images import gaussian_blur
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -22,5 +22,4 @@ class GaussianBlur(Defense):
         self.sigma = sigma
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        k = 2 * max(1, round(3 * self.sigma)) + 1
-        return kornia.filters.gaussian_blur2d(x, (k, k), (self.sigma, self.sigma), border_type="reflect")
+        return gaussian_blur(x, self.sigma)

@@ -3,9 +3,9 @@
 """
 from __future__ import annotations
 
-import kornia
 import torch
 
+from ..images import gaussian_blur
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -21,6 +21,5 @@ class UnsharpMask(Defense):
         self.sigma, self.amount = sigma, amount
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        k = 2 * max(1, round(3 * self.sigma)) + 1
-        blurred = kornia.filters.gaussian_blur2d(x, (k, k), (self.sigma, self.sigma), border_type="reflect")
+        blurred = gaussian_blur(x, self.sigma)
         return (x + self.amount * (x - blurred)).clamp(0, 1)
