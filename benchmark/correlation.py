@@ -62,7 +62,11 @@ def correlations(x, y, *, lower_better: bool = False, mapping: Mapping = "logist
     rmse = float(np.sqrt(np.mean((mapped - y) ** 2))) if converged else math.nan
     vals = {"srocc": srocc, "krocc": krocc, "plcc_raw": plcc_raw, "plcc": plcc}
     if lower_better:
-        vals = {k: abs(v) for k, v in vals.items()}
+        # formulas.md §4 reports |·| for lower-is-better models; we report the correlation in the model's
+        # quality direction instead, which is |·| whenever the model ranks the way it declares and stays
+        # negative when it (or a defense in front of it) inverts the ranking, which |·| would hide. The
+        # fitted PLCC is already oriented by its mapping and is left alone unless the mapping failed.
+        vals = {k: (v if k == "plcc" and converged and mapping != "none" else -v) for k, v in vals.items()}
     return {**out, **{k: float(v) for k, v in vals.items()}, "rmse": rmse, "mapping_failed": not converged}
 
 

@@ -81,7 +81,7 @@ def distribution_shift(s, s_adv) -> dict[str, float]:
 
 
 def correlation(x, y, lower_better: bool = False) -> dict[str, float]:
-    """SROCC and raw PLCC of model scores ``x`` with subjective scores ``y`` (|·| for lower-is-better models)."""
+    """SROCC and raw PLCC of model scores ``x`` with subjective scores ``y`` (in the model's direction: see correlations)."""
     c = correlations(x, y, lower_better=lower_better, mapping="none")
     return {"srocc": c["srocc"], "plcc": c["plcc_raw"]}
 

@@ -21,10 +21,14 @@ def test_monotonic_nonlinear_relation_is_linearised_by_the_logistic_fits():
     assert four["mapping"] == "logistic4" and not four["mapping_failed"]
 
 
-def test_lower_better_reports_absolute_values():
+def test_lower_better_reports_correlation_in_the_model_direction():
     x = np.arange(20.0)
     c = correlations(x, -x ** 2, lower_better=True, mapping="none")
     assert c["srocc"] == pytest.approx(1.0) and c["plcc_raw"] > 0
+    # a lower-is-better model that ranks the wrong way stays negative (|·| would report +1)
+    inverted = correlations(x, x ** 2, lower_better=True, mapping="logistic4")
+    assert inverted["srocc"] == pytest.approx(-1.0) and inverted["plcc_raw"] < 0
+    assert inverted["plcc"] > 0.9                       # the fitted mapping orients itself
 
 
 def test_logistic5_formula():

@@ -26,9 +26,10 @@ def test_msu_normalized_gain_and_t_interval():
     assert msu_normalized_gains(s, sa, sign=-1)["msu_abs_gain"] == pytest.approx(-norm.mean())
 
 
-def test_correlation_absolute_for_lower_better():
+def test_correlation_in_the_model_direction_for_lower_better():
     x = np.arange(10.0)
     assert correlation(x, -x, lower_better=True)["srocc"] == pytest.approx(1.0)
+    assert correlation(x, x, lower_better=True)["srocc"] == pytest.approx(-1.0)
     assert correlation(x, -x)["srocc"] == pytest.approx(-1.0)
     assert np.isnan(correlation(x[:2], x[:2])["srocc"])
 

@@ -3,30 +3,46 @@
     python -m benchmark.defenses.train_denoiser --metric default --sigma 0.12 --epochs 8 --out den.pt
     python -m benchmark.defenses.train_denoiser --metric cnniqa --metric-param weights=path/CNNIQA-LIVE ...
 
+Training images: scikit-image's training photographs (the ``synthetic`` dataset's ``split = "train"``)
+plus any reference photographs in ``--photos`` folders, each with graded distortions (levels 1, 3, 5 of
+the six types) and labelled with its reference score (MS-SSIM/FSIM proxy); never the test photographs.
 Inputs (``--inputs``) are noisy copies ``clip01(x + N(0, σ²))`` (``noise``, default), PGD adversarial
-examples against the metric at L∞ ``--adv-eps`` (``adversarial``), or half of each (``both``), of a training split (scikit-image's training
-photographs with graded distortions, as the ``synthetic`` dataset's ``split = "train"``, labelled with
-its reference score); the target is the clean image. Loss = MSE reconstruction + ``rank_weight`` ×
-pairwise ranking loss on the metric's outputs: for every pair of images in a batch whose reference
-scores differ, ``softplus(-t · 10 · (f(Den(x̃_i)) - f(Den(x̃_j))) / r)`` with ``t`` the sign of the
-reference order times the metric's direction, so that the metric behind the denoiser keeps the rank
-order of the reference scores. A checkpoint with the architecture and this configuration is written
-after every epoch; ``--resume`` continues from it.
+examples against the metric at L∞ ``--adv-eps`` (``adversarial``), or half of each (``both``); the
+target is the clean image, optionally a random ``--crop`` of it. Loss, over ``--draws`` noisy copies of
+each image:
+
+- MSE reconstruction;
+- ``rank_weight`` × pairwise ranking loss on the metric's outputs: for every pair of images whose
+  reference scores differ, ``softplus(-t · 10 · (f(Den(x̃_i)) - f(Den(x̃_j))) / r)`` with ``t`` the sign
+  of the reference order times the metric's direction, so that the metric behind the denoiser keeps the
+  rank order of the reference scores;
+- ``consistency_weight`` × ``mean((f(Den(x̃¹)) - f(Den(x̃²)))²) / r² · 10⁴`` over two draws of the same
+  image (needs ``--draws 2``): the spread of the metric over the noise is what widens the certified
+  interval, so this term narrows the certificate (the consistency regularisation of Jeong & Shin,
+  NeurIPS 2020, on the score instead of class probabilities).
+
+The learning rate follows a cosine schedule. A checkpoint with the architecture and this configuration
+is written after every epoch; ``--resume`` continues from it.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import logging
+import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import coerce
 from ..registry import METRICS, constructor_params, load_builtin_plugins
-from .denoiser import DnCNN, save_denoiser
+from ..datasets.distortions import DISTORTIONS
+from .denoiser import DnCNN, load_denoiser, save_denoiser
 
 log = logging.getLogger("benchmark.train_denoiser")
 
@@ -70,18 +86,78 @@ def make_inputs(x: torch.Tensor, metric, kind: str, sigma: float, adv_eps: float
     return torch.where(half.view(-1, 1, 1, 1), noisy, adv)
 
 
+def training_photos(folders: list[Path]) -> dict[str, np.ndarray]:
+    """scikit-image's training photographs plus every image in ``folders`` (never the test photographs)."""
+    from ..datasets.folder import IMAGE_SUFFIXES
+    from ..datasets.synthetic import TEST_PHOTOS, TRAIN_PHOTOS, load_photo
+    from ..images import read_image
+
+    photos = {n: load_photo(n) for n in TRAIN_PHOTOS}
+    for folder in folders:
+        files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) \
+            if Path(folder).is_dir() else []
+        if not files:
+            raise SystemExit(f"--photos {folder}: no images found (expected a folder of {sorted(IMAGE_SUFFIXES)})")
+        for f in files:
+            if f.stem in TEST_PHOTOS:
+                raise SystemExit(f"--photos: {f} has the name of a test photograph; rename it or leave it out")
+            photos[f"{Path(folder).name}/{f.stem}"] = read_image(f)
+    return photos
+
+
+def labelled_set(photos: dict[str, np.ndarray], cache_dir: Path, distortions: tuple[str, ...]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distorted, reference-scored training set at 256 pixels, cached in ``cache_dir`` (labelling costs
+    minutes: MS-SSIM and FSIM of every image), keyed by the photographs' names and pixels."""
+    from ..metrics.train_default import build_set
+    from ..store import atomic_write_bytes
+
+    h = hashlib.sha256(f"v1|256|1,3,5|{','.join(distortions)}".encode())
+    for name in sorted(photos):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(photos[name]).tobytes())
+    path = Path(cache_dir) / f"trainset-{h.hexdigest()[:16]}.pt"
+    if path.is_file():
+        log.info("labelled training set from %s", path)
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return data["images"].float() / 255, data["targets"]
+    images, targets = build_set(photos, 256, [1, 3, 5], distortions)
+    buf = io.BytesIO()
+    torch.save({"images": (images * 255).round().to(torch.uint8), "targets": targets}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return (images * 255).round() / 255, targets
+
+
+def random_crop(x: torch.Tensor, crop: int | None, gen: torch.Generator) -> torch.Tensor:
+    if crop is None or crop >= x.shape[-1]:
+        return x
+    top, left = (int(v) for v in torch.randint(0, x.shape[-1] - crop + 1, (2,), generator=gen))
+    return x[..., top:top + crop, left:left + crop]
+
+
+def consistency_loss(scores: torch.Tensor, draws: int, scale: float) -> torch.Tensor:
+    """Mean squared spread of the metric between noise draws of the same image, in (score range / 100)²."""
+    if draws < 2:
+        return scores.sum() * 0
+    s = scores.view(draws, -1) / scale * 100.0
+    return (s - s.mean(dim=0, keepdim=True)).pow(2).mean() * draws / (draws - 1)
+
+
 def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, batch: int, lr: float, seed: int,
           out: Path, config: dict, resume: bool = False, progress: bool = True, inputs: str = "noise",
-          adv_eps: float = 4 / 255) -> DnCNN:
-    from ..datasets.synthetic import TRAIN_PHOTOS, load_photo
-    from ..metrics.train_default import build_set
-
+          adv_eps: float = 4 / 255, photos: list[Path] = (), crop: int | None = None, draws: int = 1,
+          consistency_weight: float = 0.0, score_weight: float = 0.0, depth: int = 8, channels: int = 48,
+          init: Path | None = None, distortions: tuple[str, ...] = DISTORTIONS) -> DnCNN:
     torch.manual_seed(seed)
     # labels need MS-SSIM's minimum size: score at 256 pixels, then train at ``size``
-    images, targets = build_set({n: load_photo(n) for n in TRAIN_PHOTOS}, 256, [1, 3, 5])
+    images, targets = labelled_set(training_photos(list(photos)), out.parent, tuple(distortions))
     if size != 256:
         images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    model, opt, start = DnCNN(), None, 0
+    log.info("%d training images", len(images))
+    model, start = DnCNN(depth=depth, channels=channels), 0
+    if init is not None:  # fine-tune a denoiser trained before (e.g. with MSE alone), its architecture kept
+        model, _ = load_denoiser(init)
+        log.info("starting from %s", init)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and out.is_file():
         ck = torch.load(out, map_location="cpu", weights_only=True)
@@ -90,24 +166,36 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
         log.info("resuming from %s at epoch %d", out, start)
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
+        for group in opt.param_groups:  # cosine schedule, restartable from any epoch
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
         model.train()
         order = torch.randperm(len(images), generator=gen)
-        totals = {"mse": 0.0, "rank": 0.0}
+        totals = {"mse": 0.0, "rank": 0.0, "consistency": 0.0, "score": 0.0}
         for i in tqdm(range(0, len(images), batch), desc=f"denoiser epoch {epoch + 1}/{epochs}", leave=False,
                       disable=not progress):
             idx = order[i:i + batch]
-            x, y = images[idx], targets[idx]
-            den = model(make_inputs(x, metric, inputs, sigma, adv_eps, gen))
-            mse = F.mse_loss(den, x)
-            rank = ranking_loss(metric(den), y, metric.sign, metric.score_scale) if rank_weight > 0 else mse * 0
-            loss = mse + rank_weight * rank
+            x, y = random_crop(images[idx], crop, gen), targets[idx]
+            xs = x.repeat(draws, 1, 1, 1)
+            den = model(make_inputs(xs, metric, inputs, sigma, adv_eps, gen))
+            mse = F.mse_loss(den, xs)
+            scores = metric(den) if rank_weight > 0 or consistency_weight > 0 or score_weight > 0 else None
+            rank = ranking_loss(scores, y.repeat(draws), metric.sign, metric.score_scale) if rank_weight > 0 \
+                else mse * 0
+            cons = consistency_loss(scores, draws, metric.score_scale) if consistency_weight > 0 else mse * 0
+            if score_weight > 0:
+                with torch.no_grad():
+                    clean = metric(x).repeat(draws)
+                shift = ((scores - clean) / metric.score_scale).pow(2).mean()
+            else:
+                shift = mse * 0
+            loss = mse + rank_weight * rank + consistency_weight * cons + score_weight * shift
             opt.zero_grad()
             loss.backward()
             opt.step()
-            totals["mse"] += float(mse) * len(idx)
-            totals["rank"] += float(rank) * len(idx)
-        log.info("epoch %d/%d  mse %.5f  rank %.4f", epoch + 1, epochs, totals["mse"] / len(images),
-                 totals["rank"] / len(images))
+            for key, val in (("mse", mse), ("rank", rank), ("consistency", cons), ("score", shift)):
+                totals[key] += float(val.detach()) * len(idx)
+        log.info("epoch %d/%d  " + "  ".join(f"{k} %.5f" for k in totals), epoch + 1, epochs,
+                 *(v / len(images) for v in totals.values()))
         model.eval()
         save_denoiser(model, out, {**config, "epochs_done": epoch + 1})
     return model.eval()
@@ -128,15 +216,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--inputs", choices=["noise", "adversarial", "both"], default="noise")
     ap.add_argument("--adv-eps", type=float, default=4 / 255)
+    ap.add_argument("--photos", type=Path, action="append", default=[],
+                    help="folder of extra reference photographs to distort and train on (repeatable)")
+    ap.add_argument("--crop", type=int, default=None, help="random square crop of each training image")
+    ap.add_argument("--draws", type=int, default=1, help="noisy copies of each image per step")
+    ap.add_argument("--consistency-weight", type=float, default=0.0, help="weight of the score-spread term")
+    ap.add_argument("--score-weight", type=float, default=0.0,
+                    help="weight of ((f(Den(x̃)) - f(x)) / r)², which undoes the score shift of the noise")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this denoiser checkpoint (its architecture; --depth/--channels ignored)")
+    ap.add_argument("--distortions", default=",".join(DISTORTIONS),
+                    help=f"comma-separated distortion types of the training set (of {','.join(DISTORTIONS)})")
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--channels", type=int, default=48)
     args = ap.parse_args(argv)
+    args.distortions = [d.strip() for d in args.distortions.split(",") if d.strip()]
+    if not args.distortions or set(args.distortions) - set(DISTORTIONS):
+        ap.error(f"--distortions: expected some of {','.join(DISTORTIONS)}, got {args.distortions}")
+    if args.draws < 1 or (args.consistency_weight > 0 and args.draws < 2):
+        ap.error("--draws must be >= 1, and >= 2 with --consistency-weight")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("pyiqa").setLevel(logging.WARNING)
     metric = build_metric(args.metric, args.metric_param)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    # a checkpoint loads with weights_only=True: plain types only
+    config = {k: ([str(p) for p in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
+              for k, v in vars(args).items()}
     t0 = time.time()
     train(metric, sigma=args.sigma, epochs=args.epochs, rank_weight=args.rank_weight, size=args.size,
           batch=args.batch, lr=args.lr, seed=args.seed, out=args.out, config=config, resume=args.resume,
-          inputs=args.inputs, adv_eps=args.adv_eps)
+          inputs=args.inputs, adv_eps=args.adv_eps, photos=args.photos, crop=args.crop, draws=args.draws,
+          consistency_weight=args.consistency_weight, score_weight=args.score_weight, depth=args.depth,
+          channels=args.channels, init=args.init, distortions=tuple(args.distortions))
     log.info("wrote %s (%.0f s)", args.out, time.time() - t0)
     return 0
 

@@ -32,11 +32,12 @@ from .default_model import WEIGHTS
 log = logging.getLogger("benchmark.train_default")
 
 
-def build_set(photos: dict[str, np.ndarray], size: int, levels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def build_set(photos: dict[str, np.ndarray], size: int, levels: list[int],
+              distortions: tuple[str, ...] = DISTORTIONS) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for name, arr in photos.items():
         ref = square(arr, size)
-        variants = [("pristine", 0)] + [(d, lv) for d in DISTORTIONS for lv in levels]
+        variants = [("pristine", 0)] + [(d, lv) for d in distortions for lv in levels]
         batch = []
         for kind, lv in variants:
             gen = torch.Generator().manual_seed(seed_of(name, kind, lv) % (2**63))
