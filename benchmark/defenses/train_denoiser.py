@@ -20,6 +20,10 @@ each image:
   image (needs ``--draws 2``): the spread of the metric over the noise is what widens the certified
   interval, so this term narrows the certificate (the consistency regularisation of Jeong & Shin,
   NeurIPS 2020, on the score instead of class probabilities).
+- ``score_weight`` × ``mean(((f(Den(x̃)) - f(x)) / r)²)``: pulls the denoised score to the clean image's,
+  undoing the shift the noise causes (formulas.md §5).
+
+``--init`` fine-tunes an earlier checkpoint (e.g. one trained with ``--rank-weight 0``, MSE alone).
 
 The learning rate follows a cosine schedule. A checkpoint with the architecture and this configuration
 is written after every epoch; ``--resume`` continues from it.
