@@ -46,6 +46,7 @@ from benchmark.datasets.synthetic import SyntheticDistortions  # noqa: E402
 from benchmark.defenses.denoised_smoothing import DenoisedSmoothing  # noqa: E402
 from benchmark.defenses.median_smoothing import MedianSmoothing  # noqa: E402
 from benchmark.defenses.train_denoiser import build_metric, main as train_denoiser  # noqa: E402
+from benchmark.images import to_tensor  # noqa: E402
 
 FAST = ["--crop", "96", "--channels", "32"]
 RECIPES = {  # name -> (train_denoiser arguments, recipe it starts from)
@@ -62,7 +63,7 @@ RECIPES = {  # name -> (train_denoiser arguments, recipe it starts from)
 def test_images(distortions: list[str], size: int) -> tuple[torch.Tensor, np.ndarray]:
     ds = SyntheticDistortions(split="test", distortions=distortions, levels=[1, 3, 5])  # labelled at 256 px
     samples = [ds.load(i) for i in ds.ids()]
-    x = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in samples])
+    x = torch.stack([to_tensor(s.image) for s in samples])
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     return x, np.array([s.mos for s in samples])
 
