@@ -37,7 +37,7 @@ def save_denoiser(model: DnCNN, path: Path, config: dict) -> None:
     import io
 
     buf = io.BytesIO()
-    torch.save({"arch": {"depth": model.depth, "channels": model.channels}, "state_dict": model.state_dict(),
+    torch.save({"arch": {"depth": model.depth, "channels": model.channels}, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "config": config}, buf)
     atomic_write_bytes(Path(path), buf.getvalue())
 

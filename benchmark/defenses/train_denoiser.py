@@ -78,7 +78,8 @@ def build_metric(name: str, params: list[str]):
 
 
 def make_inputs(x: torch.Tensor, metric, kind: str, sigma: float, adv_eps: float, gen: torch.Generator) -> torch.Tensor:
-    noisy = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    # noise drawn on the CPU generator whatever the device, so a run is the same on CPU and GPU
+    noisy = (x + sigma * torch.randn(x.shape, generator=gen).to(x.device)).clamp(0, 1)
     if kind == "noise":
         return noisy
     from ..attacks.pgd import PGD
@@ -86,7 +87,7 @@ def make_inputs(x: torch.Tensor, metric, kind: str, sigma: float, adv_eps: float
     adv = PGD(eps=adv_eps, steps=5)(metric, x, generator=gen)
     if kind == "adversarial":
         return adv
-    half = torch.rand(x.shape[0], generator=gen) < 0.5
+    half = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
     return torch.where(half.view(-1, 1, 1, 1), noisy, adv)
 
 
@@ -151,7 +152,7 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
           out: Path, config: dict, resume: bool = False, progress: bool = True, inputs: str = "noise",
           adv_eps: float = 4 / 255, photos: list[Path] = (), crop: int | None = None, draws: int = 1,
           consistency_weight: float = 0.0, score_weight: float = 0.0, depth: int = 8, channels: int = 48,
-          init: Path | None = None, distortions: tuple[str, ...] = DISTORTIONS) -> DnCNN:
+          init: Path | None = None, distortions: tuple[str, ...] = DISTORTIONS, device: str = "cpu") -> DnCNN:
     torch.manual_seed(seed)
     # labels need MS-SSIM's minimum size: score at 256 pixels, then train at ``size``
     images, targets = labelled_set(training_photos(list(photos)), out.parent, tuple(distortions))
@@ -162,6 +163,8 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
     if init is not None:  # fine-tune a denoiser trained before (e.g. with MSE alone), its architecture kept
         model, _ = load_denoiser(init)
         log.info("starting from %s", init)
+    device = torch.device(device)
+    model, metric = model.to(device), metric.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and out.is_file():
         ck = torch.load(out, map_location="cpu", weights_only=True)
@@ -178,7 +181,7 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
         for i in tqdm(range(0, len(images), batch), desc=f"denoiser epoch {epoch + 1}/{epochs}", leave=False,
                       disable=not progress):
             idx = order[i:i + batch]
-            x, y = random_crop(images[idx], crop, gen), targets[idx]
+            x, y = random_crop(images[idx], crop, gen).to(device), targets[idx].to(device)
             xs = x.repeat(draws, 1, 1, 1)
             den = model(make_inputs(xs, metric, inputs, sigma, adv_eps, gen))
             mse = F.mse_loss(den, xs)
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated distortion types of the training set (of {','.join(DISTORTIONS)})")
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--channels", type=int, default=48)
+    ap.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     args = ap.parse_args(argv)
     args.distortions = [d.strip() for d in args.distortions.split(",") if d.strip()]
     if not args.distortions or set(args.distortions) - set(DISTORTIONS):
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
           batch=args.batch, lr=args.lr, seed=args.seed, out=args.out, config=config, resume=args.resume,
           inputs=args.inputs, adv_eps=args.adv_eps, photos=args.photos, crop=args.crop, draws=args.draws,
           consistency_weight=args.consistency_weight, score_weight=args.score_weight, depth=args.depth,
-          channels=args.channels, init=args.init, distortions=tuple(args.distortions))
+          channels=args.channels, init=args.init, distortions=tuple(args.distortions), device=args.device)
     log.info("wrote %s (%.0f s)", args.out, time.time() - t0)
     return 0
 
