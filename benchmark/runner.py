@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -208,17 +208,23 @@ class Runner:
         clean = self._stage("clean", cell.keys["clean"], cell, lambda: self._clean(metric, images))
         if clean is None:
             return False
-        defense = cell.defense.build().to(self.device).eval()
+        built: list = []
+
+        def defense():  # built on first use: a resumed cell whose stages are all stored loads no model
+            if not built:
+                built.append(cell.defense.build().to(self.device).eval())
+            return built[0]
+
         attack = self._stage("attack", cell.keys["attack"], cell,
                              lambda: self._attack(cell, metric, images, defense))
         if attack is None:
             return False
         dc = self._stage("def_clean", cell.keys["def_clean"], cell,
-                         lambda: self._defend(cell, metric, defense, images, adv=None))
+                         lambda: self._defend(cell, metric, defense(), images, adv=None))
         if dc is None:
             return False
         da = self._stage("def_adv", cell.keys["def_adv"], cell,
-                         lambda: self._defend(cell, metric, defense, images,
+                         lambda: self._defend(cell, metric, defense(), images,
                                               adv=self.store.load_tensors("attack", cell.keys["attack"])))
         return da is not None
 
@@ -231,7 +237,7 @@ class Runner:
             rows += [{"image_id": i, "score": s, "mos": m} for (i, _, m), s in zip(b, scores)]
         return {"records": rows, "metric_meta": metric.metadata()}, None
 
-    def _attack(self, cell: Cell, metric, images, defense):
+    def _attack(self, cell: Cell, metric, images, defense: Callable):
         attack = cell.attack.build()
         gen = torch.Generator().manual_seed(seed_from(self.cfg.run.seed, cell.keys["attack"]))
         if getattr(attack, "needs_fit", False):
@@ -243,7 +249,7 @@ class Runner:
                        progress=self.progress)
         target = metric
         if cell.attack.adaptive:
-            target = DefendedMetric(metric, defense, cell.attack.eot_samples,
+            target = DefendedMetric(metric, defense(), cell.attack.eot_samples,
                                     generator=torch.Generator().manual_seed(seed_from(cell.keys["attack"], "eot")))
         rows, advs = [], {}
         for b in tqdm(batches(images, self.cfg.run.batch_size), desc=f"attack {cell.attack.label}",

@@ -79,6 +79,24 @@ def test_resume_after_interruption_loses_and_duplicates_nothing(small_matrix, tm
     pd.testing.assert_frame_equal(a[CELL + cols], b[CELL + cols])
 
 
+def test_resume_builds_no_defense_whose_stages_are_stored(small_matrix, monkeypatch):
+    from benchmark.defenses.median import MedianFilter
+
+    assert main(["run", str(small_matrix), "--no-progress"]) == 0
+    run_dir = run_dir_of(small_matrix)[1]
+    cells = json.loads((run_dir / "cells.json").read_text())
+    redo = next(c for c in cells if c["defense"].startswith("jpeg"))
+    (run_dir / "stages" / "def_adv" / f"{redo['keys']['def_adv']}.json").unlink()
+
+    def refuse(self, *a, **k):
+        raise AssertionError("the median defense was built although all its stages are stored")
+
+    cfg = load_config(small_matrix)  # validation builds every attack and defense once; the run must not
+    monkeypatch.setattr(MedianFilter, "__init__", refuse)
+    assert Runner(cfg, run_dir, progress=False).run() == 0
+    assert (run_dir / "stages" / "def_adv" / f"{redo['keys']['def_adv']}.json").is_file()
+
+
 def test_existing_run_dir_needs_resume_or_overwrite(small_matrix, capsys):
     assert main(["run", str(small_matrix), "--no-progress"]) == 0
     assert main(["run", str(small_matrix), "--no-progress"]) == 2
