@@ -104,6 +104,25 @@ n = 100
     cohen = s.loc[("pgd(eps=2/255,steps=3)", "cohen_smoothing(n=100)")]
     assert "cert_radius" in s.columns and 0 <= cohen["abstain_rate"] <= 1
     assert s.loc[("pgd(eps=2/255,steps=3)+adaptive(EOT4)", "cohen_smoothing(n=100)"), "eot_samples"] == 4
+    # the report draws each image's certified interval for every certified cell (Cohen's: its score bin)
+    html = (tmp_path / "runs" / "cert" / "report.html").read_text()
+    assert "<h2>Certified intervals</h2>" in html and html.count('<g class="cert">') == 4 * 6
+    inside = round(ms["adv_within_cert"] * 6)
+    assert f"pgd(eps=2/255,steps=3) / median_smoothing(n=300,sample_batch=150) — {inside}/6 attacked" in html
+
+
+def test_certificate_panel_geometry():
+    from benchmark.reports.certificates import HEIGHT, TOP, certificate_panels
+
+    rec = pd.DataFrame({"dataset": "d", "metric": "m", "attack": "a", "defense": "ms", "image_id": ["p", "q"],
+                        "cert_lo_clean": [4.0, 0.0], "cert_hi_clean": [6.0, 2.0], "score_def": [5.0, 1.0],
+                        "score_adv_def": [5.5, 10.0]})
+    (panel,) = certificate_panels(pd.concat([rec, rec.assign(defense="identity", cert_lo_clean=float("nan"))]))
+    first, second = panel["marks"]
+    assert first["title"].startswith("q:")                       # sorted by smoothed clean score
+    assert (panel["lo"], panel["hi"], panel["n_inside"]) == (0.0, 10.0, 1)
+    assert first["y_lo"] == TOP + HEIGHT and second["y_adv"] == pytest.approx(TOP + HEIGHT * 0.45)
+    assert not first["inside"] and second["inside"]
 
 
 def test_certificate_columns_only_for_smoothing_cells():

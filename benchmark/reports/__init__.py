@@ -7,8 +7,8 @@ from .tables import write_tables
 
 def build_report(run_dir: Path) -> Path:
     """Re-render every table and the HTML page of a run directory from its stored records."""
-    _, summary = write_tables(run_dir)
-    return render_html(run_dir, summary)
+    records, summary = write_tables(run_dir)
+    return render_html(run_dir, summary, records)
 
 
 __all__ = ["build_report", "render_html", "write_tables"]

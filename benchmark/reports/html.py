@@ -9,6 +9,7 @@ import jinja2
 import pandas as pd
 
 from ..store import RunStore, atomic_write_text
+from .certificates import certificate_panels
 from .tables import HEADLINE
 
 COLUMN_TITLES = {
@@ -41,7 +42,7 @@ def tradeoff_points(summary: pd.DataFrame) -> list[dict]:
             for gi, qi, r in zip(g, q, summary.itertuples())]
 
 
-def render_html(run_dir: Path, summary: pd.DataFrame) -> Path:
+def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | None = None) -> Path:
     run_dir = Path(run_dir)
     env = jinja2.Environment(loader=jinja2.PackageLoader("benchmark.reports", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
@@ -58,7 +59,7 @@ def render_html(run_dir: Path, summary: pd.DataFrame) -> Path:
         non_adaptive=non_adaptive, errors=[{k: e.get(k) for k in ("stage", "dataset", "metric", "attack", "defense",
                                                                  "error")} for e in store.errors()],
         skipped=json.loads(skipped_path.read_text()) if skipped_path.is_file() else [],
-        points=tradeoff_points(summary), manifest=manifest,
+        points=tradeoff_points(summary), cert_panels=certificate_panels(records), manifest=manifest,
         manifest_json=json.dumps({k: manifest.get(k) for k in ("run", "versions", "git_commit", "device",
                                                                "device_name", "platform", "written")}, indent=1),
     )
