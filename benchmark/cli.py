@@ -98,6 +98,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_leaderboard(args) -> int:
+    from .reports.leaderboard import build_leaderboard
+
+    print(build_leaderboard(args.run_dirs, args.output))
+    return 0
+
+
 def cmd_list(args) -> int:
     from .registry import REGISTRIES, load_builtin_plugins, load_plugin_file
 
@@ -172,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render tables and HTML of a run directory from its records")
     rep.add_argument("run_dir", type=Path)
     rep.set_defaults(fn=cmd_report)
+    lb = sub.add_parser("leaderboard", help="merge run directories into one leaderboard (CSV, Markdown, HTML)")
+    lb.add_argument("run_dirs", type=Path, nargs="+")
+    lb.add_argument("-o", "--output", type=Path, default=Path("site"), help="output folder (default: site/)")
+    lb.set_defaults(fn=cmd_leaderboard)
     return ap
 
 
