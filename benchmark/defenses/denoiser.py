@@ -37,8 +37,9 @@ def save_denoiser(model: DnCNN, path: Path, config: dict) -> None:
     import io
 
     buf = io.BytesIO()
-    torch.save({"arch": {"depth": model.depth, "channels": model.channels}, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                "config": config}, buf)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}  # loadable without the training device
+    torch.save({"arch": {"depth": model.depth, "channels": model.channels}, "state_dict": state, "config": config},
+               buf)
     atomic_write_bytes(Path(path), buf.getvalue())
 
 

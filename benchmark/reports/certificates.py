@@ -9,7 +9,8 @@ import math
 
 import pandas as pd
 
-CELL = ["dataset", "metric", "attack", "defense"]
+from ..measures import CELL
+
 WIDTH, HEIGHT, LEFT, TOP = 560, 150, 50, 10  # plot box in SVG pixels
 
 

@@ -42,10 +42,15 @@ def tradeoff_points(summary: pd.DataFrame) -> list[dict]:
             for gi, qi, r in zip(g, q, summary.itertuples())]
 
 
+def template_env() -> jinja2.Environment:
+    """The report templates shipped in the package (run report and leaderboard share base and macros)."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("benchmark.reports", "templates"),
+                              autoescape=jinja2.select_autoescape(["html", "j2"]))
+
+
 def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | None = None) -> Path:
     run_dir = Path(run_dir)
-    env = jinja2.Environment(loader=jinja2.PackageLoader("benchmark.reports", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = template_env()
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     store = RunStore(run_dir)

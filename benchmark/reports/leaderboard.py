@@ -18,14 +18,13 @@ import json
 import logging
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 
 from ..errors import BenchmarkError
 from ..measures import summarize
 from ..records import load_records
 from ..store import atomic_write_text
-from .html import _fmt, tradeoff_points
+from .html import _fmt, template_env, tradeoff_points
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +91,7 @@ def build_leaderboard(run_dirs: list[Path], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "leaderboard.csv", table.to_csv(index=False))
     atomic_write_text(out_dir / "leaderboard.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    env = jinja2.Environment(loader=jinja2.PackageLoader("benchmark.reports", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = template_env()
     points = tradeoff_points(table.rename(columns={"worst_robust_gain": "robust_abs_gain"})
                              .assign(attack=table["worst_attack"]))
     html = env.get_template("leaderboard.html.j2").render(
