@@ -20,15 +20,17 @@ from pathlib import Path
 
 import torch
 
-from .config import MatrixConfig, _jsonable
-from .store import atomic_write_json, atomic_write_text, content_key, seed_from
+from .config import MatrixConfig
+from .config_values import jsonable
+from .seeds import seed_from
+from .store import atomic_write_json, atomic_write_text, content_key
 
 log = logging.getLogger(__name__)
 
 
 def measured_linf(attack_cls, params: dict, metric, x: torch.Tensor, seed: int, fit_dir: Path) -> float:
     attack = attack_cls(**params)
-    if getattr(attack, "needs_fit", False):
+    if attack.needs_fit:
         key = content_key({"fit": attack.fit_params(), "seed": seed})
         attack.fit(metric, generator=torch.Generator().manual_seed(seed), artifact=fit_dir / f"{key}.pt",
                    provenance={}, progress=False)
@@ -62,18 +64,21 @@ def calibrate(cfg: MatrixConfig, targets: list[float], n_images: int = 8, tol: f
 
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(replace(cfg, datasets=cfg.datasets[:1]), Path(tmp), progress=False)
-        images = runner._load_images(cfg.datasets[0])[:n_images]
+        images = runner.load_images(cfg.datasets[0])[:n_images]
         x = torch.stack([im for _, im, _ in images]).to(runner.device)
         out = []
         for m in cfg.metrics:
-            metric = runner._build_metric(m)
+            metric = runner.build_metric(m)
             for a in cfg.attacks:
+                if a.cls.needs_gradient and not metric.differentiable:
+                    log.warning("%s / %s: skipped, a gradient attack on a non-differentiable metric", m.label, a.label)
+                    continue
                 params = dict(a.params)
                 for t in targets:
                     res = calibrate_one(a.cls, params, metric, x, t, seed=seed_from(cfg.run.seed, a.label),
                                         fit_dir=Path(tmp), tol=tol)
                     res.update({"metric": m.label, "attack": a.label, "attack_name": a.name,
-                                "params": _jsonable(params), "n_images": len(images)})
+                                "params": jsonable(params), "n_images": len(images)})
                     log.info("%s / %s: %s = %.5g gives L∞ %.5f (target %.5f)", m.label, a.label, res["param"],
                              res["value"], res["measured_linf"], t)
                     out.append(res)

@@ -10,12 +10,11 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import BenchmarkError
+from .errors import BenchmarkError, ConfigError
 
 log = logging.getLogger("benchmark")
 
@@ -31,7 +30,7 @@ def _setup_logging(verbose: int) -> None:
 def cmd_validate(args) -> int:
     from .config import describe_config, load_config
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, device=args.device)
     print(describe_config(cfg))
     return 0
 
@@ -40,29 +39,38 @@ def cmd_run(args) -> int:
     from .config import load_config
     from .reports import build_report
     from .runner import Runner
+    from .store import open_run_dir
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, device=args.device)  # checks the device (CUDA present?) before any work
     run = cfg.run
     if args.device:
         run = replace(run, device=args.device)
     if args.output_dir:
         run = replace(run, output_dir=args.output_dir)
     cfg = replace(cfg, run=run)
+    executor = _executor(args)  # before the run directory is touched: a missing Ray is a user error (exit 2)
     run_dir = run.output_dir / run.name
-    if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
-        if not args.overwrite:
-            raise BenchmarkError(f"run directory {run_dir} already holds results; pass --resume to continue it "
-                                 "or --overwrite to start again")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log.info("running %d cells into %s", cfg.n_cells, run_dir)
-    failed = Runner(cfg, run_dir, progress=not args.no_progress).run()
-    report = build_report(run_dir)
+    # checks the directory, takes its lock (a second writer is refused) and only then deletes (--overwrite)
+    with open_run_dir(run.output_dir, run.name, resume=args.resume, overwrite=args.overwrite):
+        log.info("running %d cells into %s", cfg.n_cells, run_dir)
+        failed = Runner(cfg, run_dir, progress=not args.no_progress).run(executor)
+        log.info("building the report (tables, plots, image strips) in %s", run_dir)
+        report = build_report(run_dir, progress=not args.no_progress)
     print(f"results: {run_dir}/summary.csv, per-image records: {run_dir}/records.csv, report: {report}")
     if failed:
         print(f"{failed} cell(s) failed; see {run_dir}/errors/ and the report", file=sys.stderr)
         return 1
     return 0
+
+
+def _executor(args):
+    from .executors import make_executor
+
+    if args.executor != "ray" and (args.address or args.ray_workers):
+        raise BenchmarkError("--address and --ray-workers need --executor ray")
+    if args.executor == "ray":
+        return make_executor("ray", address=args.address, workers=args.ray_workers)
+    return make_executor(args.executor)
 
 
 def cmd_calibrate(args) -> int:
@@ -71,9 +79,7 @@ def cmd_calibrate(args) -> int:
     from .calibrate import calibrate, write_calibration
     from .config import load_config
 
-    cfg = load_config(args.config)
-    if args.device:
-        cfg = replace(cfg, run=replace(cfg.run, device=args.device))
+    cfg = load_config(args.config, device=args.device)
     try:
         targets = [float(Fraction(t)) for t in args.targets]
     except (ValueError, ZeroDivisionError):
@@ -94,39 +100,48 @@ def cmd_report(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "cells.json").is_file():
         raise BenchmarkError(f"{run_dir} is not a run directory (no cells.json)")
-    print(build_report(run_dir))
+    print(build_report(run_dir, progress=True))
     return 0
 
 
 def cmd_leaderboard(args) -> int:
     from .reports.leaderboard import build_leaderboard
 
-    print(build_leaderboard(args.run_dirs, args.output))
+    print(build_leaderboard(args.run_dirs, args.output, allow_mixed=args.allow_mixed))
     return 0
 
 
 def cmd_list(args) -> int:
+    from .config import table_keys
     from .registry import REGISTRIES, load_builtin_plugins, load_plugin_file
 
     load_builtin_plugins()
     for p in args.plugins or []:
-        load_plugin_file(Path(p))
+        try:
+            load_plugin_file(Path(p))
+        except ConfigError as exc:
+            raise ConfigError(exc.detail, file="command line", key="--plugins") from None
     families = [args.family] if args.family else list(REGISTRIES)
     out = {fam: [REGISTRIES[fam].describe(n) for n in REGISTRIES[fam].names()] for fam in families}
+    keys = {fam: table_keys(fam) for fam in families}
     if "metrics" in families:
         from .metrics.zoo import zoo
 
         out["pyiqa metrics"] = [e.as_dict() for e in zoo(probe=args.probe)]
     if args.json:
-        print(json.dumps(out, indent=1, default=str))
+        print(json.dumps({**out, "table_keys": keys}, indent=1, default=str))
         return 0
     zoo_rows = out.pop("pyiqa metrics", None)
     for fam, items in out.items():
         print(f"{fam}:")
+        print(f"  every [[{fam}]] table takes, besides the parameters below:")
+        for k in keys[fam]:
+            print(f"      {k['name']} ({k['type']}, {'required' if k['default'] == 'required' else 'default ' + k['default']})"
+                  f": {k['help']}")
         for it in items:
             print(f"  {it['name']:12s} {it['summary']}")
             for p in it["params"]:
-                default = "required" if p["required"] else f"default {p['default']!r}"
+                default = "required" if p["required"] else f"default {p['default_text']}"
                 print(f"      {p['name']} ({p['type']}, {default})")
     if zoo_rows:
         print(f"pyiqa metrics (use name = \"pyiqa\", metric = \"<name>\"; weights cache {zoo_cache()}):")
@@ -153,13 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run (or resume) a matrix.toml")
     r.add_argument("config", type=Path)
     r.add_argument("--resume", action="store_true", help="skip every stage already stored in the run directory")
-    r.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    r.add_argument("--overwrite", action="store_true", help="delete an existing run directory of this tool first "
+                   "(one with its manifest.json; nothing else is ever deleted)")
     r.add_argument("--device", help="override run.device (e.g. cuda, cuda:1, cpu)")
     r.add_argument("--output-dir", type=Path, help="override run.output_dir")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where stages run: in this process (default) or on a Ray cluster (pip install -e '.[ray]')")
+    r.add_argument("--address", help="Ray cluster to join: 'auto' (the one `ray start` started here) or HOST:PORT; "
+                   "default: start a Ray instance on this machine")
+    r.add_argument("--ray-workers", type=int, metavar="N", help="Ray actors (one CPU each, one GPU each with a "
+                   "CUDA device); default: as many as the cluster's resources hold")
     r.set_defaults(fn=cmd_run)
-    v = sub.add_parser("validate", help="check a matrix.toml without running anything")
+    v = sub.add_parser("validate", help="check a matrix.toml without running anything (writes nothing)")
     v.add_argument("config", type=Path)
+    v.add_argument("--device", help="validate as if run with --device (e.g. cpu on a machine without CUDA)")
     v.set_defaults(fn=cmd_validate)
     ls = sub.add_parser("list", help="registered plugins with their parameters and defaults")
     ls.add_argument("family", nargs="?", choices=["datasets", "metrics", "attacks", "defenses"])
@@ -182,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="merge run directories into one leaderboard (CSV, Markdown, HTML)")
     lb.add_argument("run_dirs", type=Path, nargs="+")
     lb.add_argument("-o", "--output", type=Path, default=Path("site"), help="output folder (default: site/)")
+    lb.add_argument("--allow-mixed", action="store_true", help="merge runs whose protocols differ (image size, "
+                    "dataset or metric parameters, attack budgets) instead of refusing; the page names what differs")
     lb.set_defaults(fn=cmd_leaderboard)
     return ap
 
@@ -193,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except BenchmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one line whatever the message holds (a key or value with a newline in it)
+        print("error: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished stages are kept (use --resume)", file=sys.stderr)

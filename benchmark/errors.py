@@ -20,10 +20,14 @@ class PluginError(BenchmarkError):
 
 
 class MissingWeightsError(BenchmarkError):
-    """A weights file that is absent and cannot be downloaded: says which file and where to put it."""
+    """A weights file that is absent and cannot be downloaded: says which file and where to put it.
 
-    def __init__(self, what: str, path: str, hint: str = ""):
-        self.what, self.path = what, path
+    ``key`` is the parameter that names it, when known (a plugin's ``check_params`` sets it; ``validate``
+    then reports ``metrics[0].<key>``, or skips an ``optional`` entry).
+    """
+
+    def __init__(self, what: str, path: str, hint: str = "", *, key: str | None = None):
+        self.what, self.path, self.key = what, path, key
         msg = f"{what}: weights file not found: {path}"
         super().__init__(f"{msg}. {hint}".strip() if hint else msg)
 

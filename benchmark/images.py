@@ -1,12 +1,15 @@
-"""Reading images and bringing them to the run's size policy.
+"""Reading images and bringing them to the run's size policy; the image operations datasets and defenses
+share (Gaussian blur, a real-codec JPEG round trip, resizing back).
 
 Conversion rules (documented in the README): grey -> RGB by repetition; RGBA/LA -> RGB composited on
-white; 16-bit -> 8-bit by rounding value/257; palette images through PIL's RGB conversion. Rejected
+white; 16-bit -> 8-bit by rounding value/257 (grey through Pillow's I;16, colour through OpenCV, since
+Pillow truncates 16-bit colour to its high byte); palette images through PIL's RGB conversion. Rejected
 with a :class:`DataError` naming the file: undecodable or truncated files, images smaller than 32×32,
 and images over PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels).
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,8 @@ def read_image(path: Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if sixteen_bit_colour(im):  # Pillow would keep only the high byte of each sample
+                return to_rgb8(read_16bit_colour(path), str(path))
             im.load()
             return to_rgb8(im, str(path))
     except FileNotFoundError:
@@ -32,6 +37,42 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"image {path} is too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def sixteen_bit_colour(im: Image.Image) -> bool:
+    """A 16-bit colour or grey+alpha file (RGB;16B, RGBA;16B, LA;16B, RGB;16N, ...), read from the decoder's
+    raw mode before decoding: Pillow has no 16-bit colour mode and would truncate it to the high byte."""
+    if im.mode.startswith("I"):  # 16-bit grey is decoded to I;16 with every bit kept
+        return False
+    for tile in im.tile or []:
+        args = tile[3] if len(tile) > 3 else None
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
+
+
+def read_16bit_colour(path: Path) -> Image.Image:
+    """A 16-bit colour file through OpenCV (which keeps 16 bits), as an 8-bit Pillow image: round(value/257)."""
+    try:
+        import cv2
+    except ImportError:
+        raise DataError(f"image {path} has 16 bits per channel; reading it needs OpenCV "
+                        "(pip install opencv-python-headless, a dependency of pyiqa)") from None
+    arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise DataError(f"cannot read image {path}: OpenCV could not decode it")
+    if arr.dtype == np.uint16:
+        arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
+    arr = np.ascontiguousarray(arr.astype(np.uint8))
+    if arr.ndim == 2:
+        return Image.fromarray(arr, mode="L")
+    channels = arr.shape[2]
+    if channels == 2:
+        return Image.fromarray(arr, mode="LA")
+    if channels == 3:
+        return Image.fromarray(np.ascontiguousarray(arr[..., ::-1]), mode="RGB")      # OpenCV is BGR
+    return Image.fromarray(np.ascontiguousarray(arr[..., [2, 1, 0, 3]]), mode="RGBA")
 
 
 def to_rgb8(im: Image.Image, name: str) -> np.ndarray:
@@ -89,3 +130,13 @@ def resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if x.shape[-2:] == like.shape[-2:]:
         return x
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
+
+
+def jpeg_roundtrip(img: torch.Tensor, quality: int) -> torch.Tensor:
+    """3×H×W in [0,1] through the real JPEG codec (PIL/libjpeg) at ``quality``."""
+    arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    out = np.asarray(Image.open(buf).convert("RGB"))
+    return torch.from_numpy(out.copy()).permute(2, 0, 1).float().div(255).to(img.device)

@@ -1,15 +1,21 @@
-"""The run manifest: config, resolved plugin parameters, package versions, git commit, device, seeds."""
+"""The run manifest: config, resolved plugin parameters, package versions, git commit, device, seeds.
+
+Its ``"tool"`` field (``store.TOOL``) marks the directory as a run of this tool: ``--overwrite`` deletes
+only directories that carry it.
+"""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import MatrixConfig, _jsonable
-from .store import atomic_write_json
+from .config import MatrixConfig
+from .config_values import jsonable as _jsonable
+from .store import TOOL, atomic_write_json
 
 PACKAGES = ("torch", "torchvision", "pyiqa", "kornia", "numpy", "scipy", "pandas", "iqa-robustness-benchmark")
 
@@ -43,13 +49,21 @@ def device_info(device: str) -> dict[str, str | None]:
             "cuda_available": str(torch.cuda.is_available())}
 
 
+def _plain(params: dict) -> dict:
+    """``params`` as JSON values (a third-party plugin's default that JSON cannot hold becomes its ``str``)."""
+    return json.loads(json.dumps(_jsonable(params), default=str, allow_nan=True))
+
+
 def write_manifest(run_dir: Path, cfg: MatrixConfig) -> dict:
+    # "params": the canonical parameters (only those that differ from the defaults: the content key);
+    # "resolved_params": every constructor parameter, defaults filled in as they were at run time.
     plugins = {fam: [{"label": s.label, "name": s.name, "params": _jsonable(s.params),
+                      "resolved_params": _plain(s.resolved()),
                       "class": f"{s.cls.__module__}.{s.cls.__qualname__}"} for s in getattr(cfg, fam)]
                for fam in ("datasets", "metrics", "attacks", "defenses")}
     run = cfg.run
     manifest = {
-        "name": run.name, "config_file": str(cfg.path), "config": _jsonable(cfg.raw),
+        "tool": TOOL, "name": run.name, "config_file": str(cfg.path), "config": _jsonable(cfg.raw),
         "run": {"device": run.device, "batch_size": run.batch_size, "seed": run.seed,
                 "image_size": run.image_size, "size_policy": run.size_policy},
         "plugins": plugins, "versions": versions(), "git_commit": git_commit(), **device_info(run.device),

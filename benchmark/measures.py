@@ -1,9 +1,13 @@
-"""Summary measures, each a function of the per-image records (formulas.md §2–4).
+"""Summary measures, each a function of the per-image records (formulas.md §2–5; docs/measures.md).
 
 Record columns used: ``score`` (s), ``score_adv`` (s'), ``score_def`` (s_D), ``score_adv_def`` (s'_D),
-``mos`` (m), ``lower_better``, ``range_lo``, ``range_hi``, and the full-reference columns
-``psnr_*``/``ssim_*``. Every summary is recomputable from the stored records, so a new measure never
-needs a re-run.
+``mos`` (m), ``lower_better`` (the metric's direction), ``mos_lower_better`` (the subjective scale's;
+absent in records of old runs: higher is better), ``range_lo``, ``range_hi``, and the full-reference
+columns ``psnr_*``/``ssim_*`` (with every per-image column the schema names, :func:`record_means`). Every
+summary is recomputable from the stored records, so a new measure never needs a re-run.
+
+Small cells never raise: a measure that is undefined for the cell's images (too few of them, constant
+clean scores, no certificate) is NaN, and the cell's ``nan_reasons`` says why.
 """
 from __future__ import annotations
 
@@ -13,76 +17,128 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .correlation import bootstrap_ci, correlations
+from .correlation import MIN_N, MIN_N_BOOT, bootstrap_ci, correlations, spearman
+from .schema import COLUMNS
 
-EPS_REL = 1e-6  # formulas.md §2: relative gain denominator s + 1e-6
+EPS_REL = 1e-6             # Guardians relative gain: |s - s'| / (|s| + 1e-6)
+EPS_R = 1e-6               # robustness score R: 1e-6 added to |ŝ' - ŝ| (MSU's eps), on the [0, 1] scale
 PLCC_MAPPING = "logistic4"  # PLCC after the VQEG 4-parameter logistic; plcc_raw_* is the raw value
-N_BOOT = 1000              # bootstrap resamples for the SROCC intervals
-EPS_R = 1e-6    # robustness score R: |s' - s| is floored at EPS_R · r (our choice, recorded here)
+N_BOOT = 1000              # bootstrap resamples for the SROCC intervals (seed 0)
 
 CELL = ["dataset", "metric", "attack", "defense"]
+# Schema groups whose summary columns that the records also hold are those record columns' cell means
+# (full-reference quality of the image pairs, perturbation norms, defense time).
+MEAN_GROUPS = ("attack", "quality", "cost")
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t interval ``scipy.stats.t.interval(level, n-1, mean, sem)`` (MSU convention)."""
+    """Mean and Student-t interval ``scipy.stats.t.interval(level, n-1, mean, sem)`` (MSU convention).
+
+    Non-finite values are left out; one value gives a NaN interval, identical values a zero-width one."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return (math.nan, math.nan, math.nan)
     m = float(v.mean())
-    if len(v) < 2 or float(np.std(v)) == 0.0:
+    if len(v) < 2:
+        return (m, math.nan, math.nan)
+    if float(np.ptp(v)) == 0.0:
         return (m, m, m)
-    lo, hi = stats.t.interval(level, len(v) - 1, loc=m, scale=stats.sem(v))
-    return (m, float(lo), float(hi))
+    # = stats.t.interval(level, n - 1, loc=m, scale=stats.sem(v)), without its per-call overhead
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1)) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
+    return (m, m - half, m + half)
 
 
 def absolute_gain(s, s_other, r: float) -> float:
     """Guardians absolute gain ``mean |s - s'| / r``."""
-    return float(np.mean(np.abs(np.asarray(s) - np.asarray(s_other))) / r)
+    return float(np.mean(np.abs(np.asarray(s, float) - np.asarray(s_other, float))) / r)
 
 
 def relative_gain(s, s_other) -> float:
-    """Guardians relative gain ``mean |s - s'| / (s + 1e-6)``."""
+    """Guardians relative gain ``mean |s - s'| / (|s| + 1e-6)``.
+
+    The Guardians code (msu-video-group/adversarial-defenses-for-iqa, metrics/defences/utils/
+    defence_scoring_methods.py, ``rel_gain``) divides by ``s + 1e-6``; that is the same number for every
+    non-negative score. |s| keeps the gain a positive magnitude for metrics with negative scores (where
+    ``s + 1e-6`` would flip its sign or divide by ~0 near s = -1e-6): a deliberate difference."""
     s, o = np.asarray(s, float), np.asarray(s_other, float)
     return float(np.mean(np.abs(s - o) / (np.abs(s) + EPS_REL)))
 
 
-def msu_normalized_gains(s, s_adv, sign: int) -> dict[str, float]:
-    """MSU gains: min–max scaler fitted on the clean scores, applied to both; mean and 95 % t-interval."""
-    s, a = np.asarray(s, float), np.asarray(s_adv, float)
+def minmax_on_clean(s, *others) -> list[np.ndarray] | None:
+    """MSU's scaling: a min–max scaler fitted on the clean scores ``s``, applied to ``s`` and ``others``.
+
+    None when the clean scores are all equal (one image, or a constant metric): sklearn's MinMaxScaler,
+    which the MSU code uses, then divides by 1, which makes every scaled measure a raw score difference;
+    we report NaN instead."""
+    s = np.asarray(s, float)
     lo, hi = float(s.min()), float(s.max())
-    span = hi - lo if hi > lo else 1.0
-    ns, na = (s - lo) / span, (a - lo) / span
-    abs_g = sign * (na - ns)
-    rel_g = sign * (na - ns) / (ns + 1.0)
+    if not hi > lo:
+        return None
+    return [(np.asarray(v, float) - lo) / (hi - lo) for v in (s, *others)]
+
+
+def robustness_scores(s_hat, a_hat, beta1: float = 1.0, beta2: float = 0.0, eps: float = EPS_R) -> np.ndarray:
+    """Per-image robustness score on scaled scores: ``log10(max(β1 - ŝ, ŝ - β2) / (|ŝ' - ŝ| + eps))``.
+
+    Zhang et al. (NeurIPS 2022) as computed by the MSU benchmark: msu-video-group/
+    MSU_Metrics_Robustness_Benchmark, robustness_benchmark/score_methods.py, ``robustness_score``
+    (beta1 = 1, beta2 = 0, eps = 1e-6; the metric's direction plays no part). Higher is more robust."""
+    s_hat, a_hat = np.asarray(s_hat, float), np.asarray(a_hat, float)
+    return np.log10(np.maximum(beta1 - s_hat, s_hat - beta2) / (np.abs(a_hat - s_hat) + eps))
+
+
+def robustness_score_range(s, s_adv, lo: float, hi: float) -> float:
+    """Zhang's original R on the metric's declared range ``[lo, hi]`` (``robustness_R_range``): the MSU
+    formula on ``(s - lo)/(hi - lo)``, i.e. ``mean log10(max(hi - s, s - lo) / (|s' - s| + 1e-6·r))``."""
+    r = abs(hi - lo) or 1.0
+    return float(np.mean(robustness_scores((np.asarray(s, float) - lo) / r, (np.asarray(s_adv, float) - lo) / r)))
+
+
+def msu_normalized_gains(s, s_adv, sign: int) -> dict[str, float]:
+    """MSU normalised absolute and relative gains (mean, 95 % t-interval) on min–max-scaled scores.
+
+    ``sign · (ŝ' - ŝ)`` and ``sign · (ŝ' - ŝ) / (ŝ + 1)``: score_methods.py ``normalized_absolute_gain``
+    and ``normalized_relative_gain`` with ``inverse_sign`` for a lower-is-better metric."""
+    keys = [f"{k}{t}" for k in ("msu_abs_gain", "msu_rel_gain") for t in ("", "_lo", "_hi")]
+    scaled = minmax_on_clean(s, s_adv)
+    if scaled is None:
+        return {k: math.nan for k in keys}
+    ns, na = scaled
     out = {}
-    for key, v in (("msu_abs_gain", abs_g), ("msu_rel_gain", rel_g)):
-        m, l, h = mean_ci(v)
-        out.update({key: m, f"{key}_lo": l, f"{key}_hi": h})
+    for key, v in (("msu_abs_gain", sign * (na - ns)), ("msu_rel_gain", sign * (na - ns) / (ns + 1.0))):
+        m, lo, hi = mean_ci(v)
+        out.update({key: m, f"{key}_lo": lo, f"{key}_hi": hi})
     return out
 
 
-def robustness_score(s, s_adv, lo: float, hi: float) -> float:
-    """Zhang et al. (NeurIPS 2022): ``mean log10(max(hi - s, s - lo) / |s' - s|)``; higher is more robust."""
-    s, a = np.asarray(s, float), np.asarray(s_adv, float)
-    floor = EPS_R * abs(hi - lo)
-    return float(np.mean(np.log10(np.maximum(hi - s, s - lo) / np.maximum(np.abs(a - s), floor))))
+def robustness_score(s, s_adv) -> dict[str, float]:
+    """``robustness_R`` (MSU definition: min–max scaling on the clean scores) with its 95 % t-interval."""
+    scaled = minmax_on_clean(s, s_adv)
+    if scaled is None:
+        return {"robustness_R": math.nan, "robustness_R_lo": math.nan, "robustness_R_hi": math.nan}
+    m, lo, hi = mean_ci(robustness_scores(*scaled))
+    return {"robustness_R": m, "robustness_R_lo": lo, "robustness_R_hi": hi}
 
 
-def distribution_shift(s, s_adv) -> dict[str, float]:
-    """``sgn(mean ŝ' - mean ŝ) · W1(ŝ, ŝ')`` and the same with the energy distance; ŝ min–max on clean scores."""
-    s, a = np.asarray(s, float), np.asarray(s_adv, float)
-    lo, hi = float(s.min()), float(s.max())
-    span = hi - lo if hi > lo else 1.0
-    ns, na = (s - lo) / span, (a - lo) / span
-    sgn = float(np.sign(na.mean() - ns.mean()))
-    return {"wasserstein_score": sgn * float(stats.wasserstein_distance(ns, na)),
-            "energy_score": sgn * float(stats.energy_distance(ns, na))}
+def distribution_shift(s, s_adv, sign: int = 1) -> dict[str, float]:
+    """``sign · sgn(mean ŝ' - mean ŝ) · W1(ŝ, ŝ')`` and the same with the energy distance (formulas.md §2).
+
+    score_methods.py ``calc_wasserstein_score`` / ``energy_distance_score``: ``sign`` is MSU's
+    ``inverse_sign``, so an attack that raised predicted quality scores positive whatever the metric's
+    direction."""
+    scaled = minmax_on_clean(s, s_adv)
+    if scaled is None:
+        return {"wasserstein_score": math.nan, "energy_score": math.nan}
+    ns, na = scaled
+    k = sign * float(np.sign(na.mean() - ns.mean()))
+    return {"wasserstein_score": k * float(stats.wasserstein_distance(ns, na)),
+            "energy_score": k * float(stats.energy_distance(ns, na))}
 
 
-def correlation(x, y, lower_better: bool = False) -> dict[str, float]:
-    """SROCC and raw PLCC of model scores ``x`` with subjective scores ``y`` (in the model's direction: see correlations)."""
-    c = correlations(x, y, lower_better=lower_better, mapping="none")
+def correlation(x, y, lower_better: bool = False, mos_lower_better: bool = False) -> dict[str, float]:
+    """SROCC and raw PLCC of model scores ``x`` with subjective scores ``y``, both oriented to quality."""
+    c = correlations(x, y, lower_better=lower_better, mos_lower_better=mos_lower_better, mapping="none")
     return {"srocc": c["srocc"], "plcc": c["plcc_raw"]}
 
 
@@ -90,7 +146,8 @@ def certificate_summary(g: pd.DataFrame, r: float) -> dict[str, float]:
     """Certificate columns of a smoothing defense (clean branch), formulas.md §5."""
     ab = g["abstain_clean"].astype(bool)
     ok = g[~ab]
-    out = {"abstain_rate": float(ab.mean())}
+    out = {"abstain_rate": float(ab.mean()), "cert_width": math.nan, "cert_delta": math.nan,
+           "cert_delta_norm": math.nan, "adv_within_cert": math.nan}
     if len(ok):
         width = ok["cert_hi_clean"] - ok["cert_lo_clean"]
         out.update({"cert_width": float(width.mean()), "cert_delta": float(ok["cert_delta_clean"].mean()),
@@ -104,48 +161,96 @@ def certificate_summary(g: pd.DataFrame, r: float) -> dict[str, float]:
     return out
 
 
+def record_means(g: pd.DataFrame) -> dict[str, float]:
+    """The cell mean of every per-image column that the schema (:mod:`benchmark.schema`) names as a summary
+    column of the same name in :data:`MEAN_GROUPS`, in the schema's order; a full-reference measure added to
+    the records and the schema is averaged here without a change."""
+    return {c.name: float(g[c.name].mean()) for c in COLUMNS.values()
+            if c.kind == "summary" and c.group in MEAN_GROUPS and c.name in g}
+
+
+def _flag(g: pd.DataFrame, col: str) -> bool:
+    """A per-cell boolean column; missing or NaN (records of old runs) is False."""
+    if col not in g:
+        return False
+    v = g[col].iloc[0]
+    return bool(v) if pd.notna(v) else False
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if len(a) < MIN_N or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return spearman(a, b)
+
+
 def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
     """All summary measures of one (dataset, metric, attack, defense) cell."""
-    r = abs(float(g["range_hi"].iloc[0]) - float(g["range_lo"].iloc[0])) or 1.0
-    lower = bool(g["lower_better"].iloc[0])
+    notes: list[str] = []
+    lo, hi = float(g["range_lo"].iloc[0]), float(g["range_hi"].iloc[0])
+    r = abs(hi - lo) or 1.0
+    lower = _flag(g, "lower_better")
     sign = -1 if lower else 1
     s, sa, sd, sad = (g[c].to_numpy(float) for c in ("score", "score_adv", "score_def", "score_adv_def"))
-    out: dict[str, float] = {"n_images": int(len(g))}
+    n = len(g)
+    out: dict[str, float] = {"n_images": int(n)}
     out["abs_gain"] = absolute_gain(s, sa, r)
     out["rel_gain"] = relative_gain(s, sa)
     out.update(msu_normalized_gains(s, sa, sign))
-    lo, hi = float(g["range_lo"].iloc[0]), float(g["range_hi"].iloc[0])
-    out["robustness_R"] = robustness_score(s, sa, lo, hi)
-    out.update(distribution_shift(s, sa))
+    out.update(robustness_score(s, sa))
+    out["robustness_R_range"] = robustness_score_range(s, sa, lo, hi)
+    out.update(distribution_shift(s, sa, sign))
+    if minmax_on_clean(s) is None:
+        notes.append(f"clean scores all equal ({n} image(s)): no min–max scaling, so no MSU gains, R, W1, energy")
     out["robust_abs_gain"] = absolute_gain(s, sad, r)
     out["robust_rel_gain"] = relative_gain(s, sad)
     out["both_defended_abs_gain"] = absolute_gain(sd, sad, r)
+    out["both_defended_rel_gain"] = relative_gain(sd, sad)
     # Directional gains (how far the attack pushed in the quality direction), in units of r.
     out["signed_gain"] = float(np.mean(sign * (sa - s)) / r)
     out["robust_signed_gain"] = float(np.mean(sign * (sad - s)) / r)
-    for col in ("psnr_attack", "ssim_attack", "linf_attack", "l2_attack", "psnr_def_adv", "ssim_def_adv",
-                "psnr_def_clean", "ssim_def_clean", "seconds_def_clean", "seconds_def_adv", "lpips_attack",
-                "lpips_def_adv", "lpips_def_clean", "ms_ssim_attack", "ms_ssim_def_adv", "ms_ssim_def_clean",
-                "dists_attack", "dists_def_adv", "dists_def_clean"):
-        if col in g:
-            out[col] = float(g[col].mean())
+    out.update(record_means(g))
     if {"psnr_def_adv", "ssim_def_adv"} <= set(g):
-        # Guardians similarity and the purification paper's quality score (formulas.md §3).
+        # Guardians similarity and the purification paper's quality score (formulas.md §3), against x.
         out["similarity"] = float(np.mean(g["ssim_def_adv"] + g["psnr_def_adv"] / 40.0))
         out["purified_quality"] = float(np.mean(0.5 * (g["ssim_def_adv"] + g["psnr_def_adv"] / 80.0)))
+    if {"psnr_def_adv_aligned", "ssim_def_adv_aligned"} <= set(g):
+        # the same against A(x), the clean image in the defense's output geometry (formulas.md §3)
+        out["similarity_aligned"] = float(np.mean(g["ssim_def_adv_aligned"] + g["psnr_def_adv_aligned"] / 40.0))
+        out["purified_quality_aligned"] = float(np.mean(0.5 * (g["ssim_def_adv_aligned"]
+                                                               + g["psnr_def_adv_aligned"] / 80.0)))
+    if {"psnr_def_clean", "ssim_def_clean"} <= set(g):
+        out["similarity_clean"] = float(np.mean(g["ssim_def_clean"] + g["psnr_def_clean"] / 40.0))
     if "abstain_clean" in g and g["abstain_clean"].notna().all():  # a smoothing defense's cell
         out.update(certificate_summary(g, r))
-    if "mos" in g and g["mos"].notna().sum() >= 3:
+        if not math.isfinite(out["cert_width"]):
+            notes.append("every image abstained: no certificate width")
+    # SROCC(s, s_D): both sides are the same metric's scores, so the orientation cancels.
+    out["srocc_s_sdef"] = _spearman(s, sd)
+    if "mos" in g and g["mos"].notna().any():
+        mos_lower = _flag(g, "mos_lower_better")
+        out["mos_lower_better"] = mos_lower
         m = g["mos"].to_numpy(float)
+        why: dict[str, list[str]] = {}   # reason -> the correlations it concerns
         for tag, col in (("clean", s), ("def_clean", sd), ("def_adv", sad), ("adv", sa)):
-            c = correlations(col, m, lower_better=lower, mapping=PLCC_MAPPING)
+            c = correlations(col, m, lower_better=lower, mos_lower_better=mos_lower, mapping=PLCC_MAPPING)
             for k in ("srocc", "krocc", "plcc", "plcc_raw", "rmse"):
                 out[f"{k}_{tag}"] = c[k]
             out[f"plcc_mapping_failed_{tag}"] = c["mapping_failed"]
+            if c["reason"]:
+                why.setdefault(str(c["reason"]), []).append(tag)
+        notes += [f"{reason} (correlations of {', '.join(tags)})" for reason, tags in why.items()]
         out["plcc_mapping"] = PLCC_MAPPING
         for tag, col in (("clean", s), ("def_clean", sd)):
-            out[f"srocc_{tag}_lo"], out[f"srocc_{tag}_hi"] = bootstrap_ci(col, m, lower_better=lower, n_boot=N_BOOT)
-        out["srocc_s_sdef"] = float(stats.spearmanr(s, sd)[0]) if np.std(s) > 0 and np.std(sd) > 0 else math.nan
+            out[f"srocc_{tag}_lo"], out[f"srocc_{tag}_hi"] = bootstrap_ci(
+                col, m, lower_better=lower, mos_lower_better=mos_lower, n_boot=N_BOOT)
+        n_mos = int((np.isfinite(m) & np.isfinite(s)).sum())
+        if n_mos < MIN_N_BOOT:
+            notes.append(f"{n_mos} image(s) with MOS: bootstrap intervals need {MIN_N_BOOT}")
+    if not math.isfinite(out["srocc_s_sdef"]):
+        notes.append(f"SROCC(s, s_D) needs {MIN_N} images and non-constant scores")
+    out["nan_reasons"] = "; ".join(dict.fromkeys(notes))
     return out
 
 

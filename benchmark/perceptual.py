@@ -20,7 +20,7 @@ def lpips_model(device: str = "cpu", download: bool = False):
         import lpips
     except ImportError:
         raise MissingWeightsError("LPIPS", "the lpips package", "pip install -e \".[perceptual]\"") from None
-    from .metrics.pyiqa_adapter import weights_guard
+    from .weights import weights_guard
 
     with weights_guard("lpips (AlexNet backbone)", download):
         model = lpips.LPIPS(net="alex", verbose=False)

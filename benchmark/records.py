@@ -41,11 +41,16 @@ def load_records(run_dir: Path) -> pd.DataFrame:
             df[col] = cell[col]
         meta = crec["metric_meta"]
         df["lower_better"], df["range_lo"], df["range_hi"] = meta["lower_better"], meta["range_lo"], meta["range_hi"]
+        # the subjective scale's direction (formulas.md §4); clean stages stored before it was recorded: higher is better
+        df["mos_lower_better"] = bool(crec.get("mos_lower_better", False))
         df["adaptive_attack"] = bool(arec["attack_meta"]["adaptive"])
         df["budget"] = arec["attack_meta"]["budget"]
         df["threat_model"] = arec["attack_meta"]["threat_model"]
         df["eot_samples"] = arec["attack_meta"].get("eot_samples", 0)
         df["defense_stochastic"] = bool(drec["defense_meta"]["stochastic"])
+        # declared capabilities (stages stored before they were recorded: False)
+        df["defense_baseline"] = bool(drec["defense_meta"].get("baseline", False))
+        df["defense_changes_geometry"] = bool(drec["defense_meta"].get("changes_geometry", False))
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=ORDER)

@@ -13,11 +13,14 @@ import importlib.metadata
 import importlib.util
 import inspect
 import logging
+import math
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar, get_type_hints
 
 from .errors import ConfigError, PluginError
+from .seeds import digest_seed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,11 +95,42 @@ class Registry(Generic[T]):
         doc = inspect.getdoc(cls) or ""
         params = []
         for p, ann, default in constructor_params(cls):
-            params.append({"name": p, "type": _type_name(ann),
-                           "default": None if default is inspect.Parameter.empty else default,
-                           "required": default is inspect.Parameter.empty})
+            required = default is inspect.Parameter.empty
+            params.append({"name": p, "type": _type_name(ann), "default": None if required else default,
+                           "default_text": "required" if required else value_text(default),
+                           "required": required})
         return {"name": name, "summary": doc.splitlines()[0] if doc else "", "params": params,
                 "class": f"{cls.__module__}.{cls.__qualname__}"}
+
+
+def number_text(v: float) -> str:
+    """A float as people write it: ``0.5`` when a short decimal is exact, ``8/255`` when the value is
+    exactly ``k/255`` (or ``k/510``, ``k/1020``: pixel-level budgets), else its shortest repr."""
+    if not math.isfinite(v):
+        return str(v)
+    short = f"{v:g}"
+    if float(short) == v:
+        return short
+    for d in (255, 510, 1020):
+        frac = Fraction(v).limit_denominator(d)
+        if float(frac) == v and d % frac.denominator == 0:
+            return f"{frac.numerator * (d // frac.denominator)}/{d}"
+    return repr(v)
+
+
+def value_text(v: Any) -> str:
+    """A default value as ``list`` prints it (TOML-like: ``8/255``, ``true``, ``"linf"``, ``[1, 3]``)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return number_text(v)
+    if v is None:
+        return "none"
+    if isinstance(v, (str, Path)):
+        return f'"{v}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(value_text(x) for x in v) + "]"
+    return str(v)
 
 
 def _same_class(a: type, b: type) -> bool:
@@ -132,7 +166,7 @@ def load_plugin_file(path: Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"plugin file not found: {path}")
-    mod_name = f"benchmark_local_plugin_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+    mod_name = f"benchmark_local_plugin_{path.stem}_{digest_seed(str(path.resolve())) % 10**8}"  # same in every process
     if mod_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(mod_name, path)

@@ -1,4 +1,4 @@
-"""The runner: plans the matrix into cached stages and executes them in-process (the ``local`` executor).
+"""The runner: plans the matrix into cached stages; an executor (``benchmark.executors``) runs them.
 
 Stages (formulas.md notation), each stored under a content key of everything that determines it:
 
@@ -10,6 +10,10 @@ Stages (formulas.md notation), each stored under a content key of everything tha
 ``D(x)`` and ``D(x')`` use the same generator seed (derived from the dataset, defense and batch), so a
 randomised defense is compared like for like. A failing stage is recorded with its error and the
 cells that need it are skipped; everything else goes on.
+
+``plan`` lists the cells, ``stage_graph`` the distinct stages with their dependencies and resources;
+the ``local`` executor runs cells in this process, the ``ray`` executor on a Ray cluster. Both call
+the same stage functions below (``_run_cell``, ``_stage``, ``_clean``, ``_attack``, ``_defend``).
 """
 from __future__ import annotations
 
@@ -18,19 +22,22 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from . import passes
 from .attacks.adaptive import DefendedMetric
 from .config import MatrixConfig, PluginSpec
+from .datasets.base import spec_mos_lower_better
 from .errors import DataError, MissingWeightsError, NonFiniteScoreError
 from .images import apply_size_policy, resize_to, to_tensor
 from .manifest import write_manifest
 from .quality import pair_quality
-from .store import RunStore, atomic_write_json, content_key, seed_from
+from .seeds import seed_from
+from .store import RunStore, atomic_write_json, content_key
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,45 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
     return cells
 
 
+STAGES = ("clean", "attack", "def_clean", "def_adv")
+DEPENDS = {"clean": (), "attack": ("clean",), "def_clean": ("clean",), "def_adv": ("attack", "def_clean")}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of work of the stage graph: what it computes, from what, after what, on what."""
+    kind: str                    # one of STAGES
+    key: str                     # content key: everything that determines its records
+    cell: Cell                   # the first cell (in plan order) that needs it: labels and plugin specs
+    deps: tuple[str, ...]        # keys of the stages that must be stored first
+    inputs: tuple[str, ...]      # what it reads: "images", "metric", "defense", "attack:<key>"
+    resources: dict[str, float]  # Ray-style requests: {"num_cpus": 1, "num_gpus": 0 or 1}
+
+
+def stage_graph(cells: list[Cell], device: str) -> dict[str, Stage]:
+    """The distinct stages of the planned cells, keyed by content key, in plan order."""
+    gpu = 1 if device.startswith("cuda") else 0
+    graph: dict[str, Stage] = {}
+    for c in cells:
+        for kind in STAGES:
+            if c.keys[kind] in graph:
+                continue
+            inputs = ("images", "metric") + (("defense",) if kind.startswith("def_") or
+                                             (kind == "attack" and c.attack.adaptive) else ())
+            if kind == "def_adv":
+                inputs += (f"attack:{c.keys['attack']}",)
+            graph[c.keys[kind]] = Stage(kind, c.keys[kind], c, tuple(c.keys[d] for d in DEPENDS[kind]), inputs,
+                                        {"num_cpus": 1, "num_gpus": gpu})
+    return graph
+
+
+class Executor(Protocol):
+    """Runs the planned cells through a Runner's stage functions and store; returns the failed-cell count."""
+    name: str
+
+    def execute(self, runner: Runner, cells: list[Cell]) -> int: ...
+
+
 def batches(items: list, batch_size: int) -> list[list]:
     """Consecutive runs of same-sized images, at most ``batch_size`` long."""
     out: list[list] = []
@@ -83,16 +129,12 @@ def batches(items: list, batch_size: int) -> list[list]:
     return out
 
 
-class StageFailed(Exception):
-    pass
-
-
 class Runner:
-    def __init__(self, cfg: MatrixConfig, run_dir: Path, *, progress: bool = True):
-        self.cfg, self.store, self.progress = cfg, RunStore(run_dir), progress
+    def __init__(self, cfg: MatrixConfig, run_dir: Path, *, progress: bool = True, store: RunStore | None = None):
+        self.cfg, self.store, self.progress = cfg, store or RunStore(run_dir), progress
         self.device = torch.device(cfg.run.device)
         self.failed: dict[str, str] = {}   # stage key -> error message
-        self.skipped: list[dict[str, str]] = []
+        self.skipped: list[dict[str, str]] = [dict(s) for s in cfg.skipped]  # optional entries left out
 
     # -- helpers ------------------------------------------------------------------------------
     def _score(self, metric, x: torch.Tensor, ids: list[str], what: str) -> list[float]:
@@ -114,7 +156,8 @@ class Runner:
             return self.store.load(kind, key)
         t0 = time.perf_counter()
         try:
-            record, tensors = fn()
+            with passes.counting() as n_passes:
+                record, tensors = fn()
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
@@ -124,11 +167,13 @@ class Runner:
             self.store.save_error(key, {"stage": kind, **cell.labels(), "error": msg,
                                         "traceback": traceback.format_exc()})
             return None
-        record = {**record, "stage_seconds": time.perf_counter() - t0, **cell.labels()}
+        record = {**record, "stage_seconds": time.perf_counter() - t0, "model_passes": n_passes.as_dict(),
+                  **cell.labels()}
         self.store.save(kind, key, record, tensors)
         return record
 
-    def _load_images(self, spec: PluginSpec) -> list[tuple[str, torch.Tensor, float | None]]:
+    def load_images(self, spec: PluginSpec) -> list[tuple[str, torch.Tensor, float | None]]:
+        """``(image_id, 3×H×W image at the run's size policy, MOS)`` of a dataset; unreadable images skipped."""
         dataset = spec.build()
         images = []
         ids = dataset.ids()
@@ -146,49 +191,36 @@ class Runner:
         return images
 
     # -- main loop ----------------------------------------------------------------------------
-    def run(self) -> int:
-        """Run (or resume) the matrix; returns the number of failed cells."""
+    def run(self, executor: Executor | None = None) -> int:
+        """Run (or resume) the matrix with ``executor`` (default: in-process); returns the number of failed cells."""
+        from .executors.local import LocalExecutor
+
         cells = plan(self.cfg)
         write_manifest(self.store.root, self.cfg)
         atomic_write_json(self.store.root / "cells.json", [{**c.labels(), "keys": c.keys} for c in cells])
-        n_failed = 0
+        if (self.store.root / "skipped.json").is_file() and all(self._cell_done(c) for c in cells):
+            # a finished run resumed: no dataset is loaded, no model built (skipped.json stays as written)
+            log.info("all %d cells are already stored in %s; nothing to run", len(cells), self.store.root)
+            return 0
         with logging_redirect_tqdm():
-            bar = tqdm(total=len(cells), desc="matrix", unit="cell", disable=not self.progress)
-            for ds in self.cfg.datasets:
-                ds_cells = [c for c in cells if c.dataset is ds]
-                try:
-                    images = self._load_images(ds)
-                except Exception as exc:
-                    n_failed += self._fail_cells(ds_cells, "dataset", exc, bar)
-                    continue
-                for m in self.cfg.metrics:
-                    m_cells = [c for c in ds_cells if c.metric is m]
-                    if all(self._cell_done(c) for c in m_cells):
-                        bar.update(len(m_cells))
-                        continue
-                    try:
-                        metric = self._build_metric(m)
-                    except MissingWeightsError as exc:
-                        if m.optional:
-                            log.warning("metric %s skipped (optional): %s", m.label, exc)
-                            self.skipped.append({"what": f"metric {m.label}", "reason": str(exc)})
-                            bar.update(len(m_cells))
-                            continue
-                        n_failed += self._fail_cells(m_cells, "metric", exc, bar)
-                        continue
-                    except Exception as exc:
-                        n_failed += self._fail_cells(m_cells, "metric", exc, bar)
-                        continue
-                    for cell in m_cells:
-                        ok = self._run_cell(cell, metric, images)
-                        n_failed += 0 if ok else 1
-                        bar.update(1)
-            bar.close()
+            n_failed = (executor or LocalExecutor()).execute(self, cells)
         atomic_write_json(self.store.root / "skipped.json", self.skipped)
+        passes.write_passes(self.store.root, cells)
         return n_failed
 
     def _cell_done(self, c: Cell) -> bool:
-        return all(self.store.has(k, c.keys[k]) for k in ("clean", "attack", "def_clean", "def_adv"))
+        return all(self.store.has(k, c.keys[k]) for k in STAGES)
+
+    def metric_unavailable(self, spec: PluginSpec, cells: list[Cell], exc: Exception, bar) -> int:
+        """A metric that could not be built: its cells are skipped (optional, missing weights) or failed."""
+        if isinstance(exc, MissingWeightsError) and spec.optional:
+            item = {"what": f"metric {spec.label}", "reason": str(exc)}
+            if item not in self.skipped:  # once, though several workers may report it
+                log.warning("metric %s skipped (optional): %s", spec.label, exc)
+                self.skipped.append(item)
+            bar.update(len(cells))
+            return 0
+        return self._fail_cells(cells, "metric", exc, bar)
 
     def _fail_cells(self, cells: list[Cell], what: str, exc: Exception, bar) -> int:
         msg = f"{type(exc).__name__}: {exc}"
@@ -198,14 +230,38 @@ class Runner:
         bar.update(len(cells))
         return len(cells)
 
-    def _build_metric(self, spec: PluginSpec):
+    def build_metric(self, spec: PluginSpec):
+        """The metric on the run's device, in eval mode, frozen, its forward passes counted."""
         metric = spec.build().to(self.device).eval()
         for p in metric.parameters():
             p.requires_grad_(False)
-        return metric
+        return passes.instrument(metric)
+
+    @staticmethod
+    def skip_reason(cell: Cell, metric) -> str | None:
+        """Why a cell cannot run by construction (a skip with its reason, not a failure), or None."""
+        if cell.attack.cls.needs_gradient and not metric.differentiable:
+            return f"{cell.attack.label} needs gradients and metric {cell.metric.label} declares differentiable = False"
+        return None
+
+    def skip_cell(self, cell: Cell, reason: str) -> None:
+        """Record a skipped cell in skipped.json, once per (dataset, metric, attack)."""
+        item = {"what": f"attack {cell.attack.label} on metric {cell.metric.label} ({cell.dataset.label})",
+                "reason": reason}
+        if item not in self.skipped:
+            log.warning("skipped %s: %s", item["what"], reason)
+            self.skipped.append(item)
+
+    def clean_stage(self, cell: Cell, metric, images) -> dict[str, Any] | None:
+        """The (dataset, metric) pair's clean stage, computed or loaded; None when it failed."""
+        return self._stage("clean", cell.keys["clean"], cell, lambda: self._clean(metric, images, cell.dataset))
 
     def _run_cell(self, cell: Cell, metric, images) -> bool:
-        clean = self._stage("clean", cell.keys["clean"], cell, lambda: self._clean(metric, images))
+        reason = self.skip_reason(cell, metric)
+        if reason is not None:
+            self.skip_cell(cell, reason)
+            return True
+        clean = self.clean_stage(cell, metric, images)
         if clean is None:
             return False
         built: list = []
@@ -229,18 +285,19 @@ class Runner:
         return da is not None
 
     # -- stages -------------------------------------------------------------------------------
-    def _clean(self, metric, images):
+    def _clean(self, metric, images, dataset: PluginSpec):
         rows = []
         for b in batches(images, self.cfg.run.batch_size):
             ids = [i for i, _, _ in b]
             scores = self._score(metric, torch.stack([x for _, x, _ in b]), ids, "clean")
             rows += [{"image_id": i, "score": s, "mos": m} for (i, _, m), s in zip(b, scores)]
-        return {"records": rows, "metric_meta": metric.metadata()}, None
+        return {"records": rows, "metric_meta": metric.metadata(),  # MOS direction: formulas.md §4
+                "mos_lower_better": spec_mos_lower_better(dataset.cls, dataset.params)}, None
 
     def _attack(self, cell: Cell, metric, images, defense: Callable):
         attack = cell.attack.build()
         gen = torch.Generator().manual_seed(seed_from(self.cfg.run.seed, cell.keys["attack"]))
-        if getattr(attack, "needs_fit", False):
+        if attack.needs_fit:
             fit_key = content_key({"metric": cell.metric.key(), "attack": cell.attack.name,
                                    "fit": attack.fit_params(), "seed": self.cfg.run.seed})
             attack.fit(metric, generator=torch.Generator().manual_seed(seed_from(fit_key)),
@@ -276,12 +333,13 @@ class Runner:
             ids = [i for i, _, _ in b]
             x = torch.stack([x for _, x, _ in b]).to(self.device)
             inp = x if adv is None else torch.stack([adv[i] for i in ids]).to(self.device)
-            gen = torch.Generator().manual_seed(seed_from(self.cfg.run.seed, dkey, ids))
+            seed = seed_from(self.cfg.run.seed, dkey, ids)
+            gen = torch.Generator().manual_seed(seed)
             tag = "clean" if adv is None else "adv"
             what = "defended " + ("clean" if adv is None else "attacked")
             t0 = time.perf_counter()
             certs: list[dict] = [{} for _ in ids]
-            if getattr(defense, "wraps_metric", False):
+            if defense.wraps_metric:
                 # smoothing defenses score through the metric themselves and return certificates;
                 # they do not change the image, so the purified image is the input
                 scores_t, certs = defense.score(metric, inp, generator=gen)
@@ -294,10 +352,16 @@ class Runner:
                 seconds = (time.perf_counter() - t0) / len(ids)
                 scores = self._score(metric, out, ids, what)
             q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
+            q_aligned = q  # against A(x), the clean image in the output's geometry (formulas.md §3)
+            if defense.changes_geometry:  # align draws what forward drew, from a generator in the same state
+                ref = defense.align(x, generator=torch.Generator().manual_seed(seed)).clamp(0, 1)
+                q_aligned = pair_quality(out, resize_to(ref, out), lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
             for j, i in enumerate(ids):
                 rows.append({"image_id": i, ("score_def" if adv is None else "score_adv_def"): scores[j],
                              f"seconds_def_{tag}": seconds, **{f"{k}_def_{tag}": float(v[j]) for k, v in q.items()},
+                             **{f"{k}_def_{tag}_aligned": float(v[j]) for k, v in q_aligned.items()},
                              **{f"{k}_{tag}": v for k, v in certs[j].items() if k != "smoothed"}})
         meta = {"stochastic": bool(defense.stochastic), "differentiable": bool(defense.differentiable),
-                "certified": bool(getattr(defense, "wraps_metric", False))}
+                "certified": bool(defense.wraps_metric), "baseline": bool(defense.baseline),
+                "changes_geometry": bool(defense.changes_geometry)}
         return {"records": rows, "defense_meta": meta}, None

@@ -1,6 +1,6 @@
 """Median smoothing (MS) vs denoised median smoothing (DMS) on the default model and CNNIQA.
 
-For each metric: train its DMS denoiser (``python -m benchmark.defenses.train_denoiser``, ranking loss on
+For each metric: train its DMS denoiser (``python -m benchmark.training.denoiser``, ranking loss on
 that metric) unless present, run a matrix (synthetic test split; no defense, MS and DMS at the same σ;
 PGD and EOT-PGD), and write ``benchmarks/results/certified.{json,md}`` with SROCC/PLCC of the smoothed
 scores, certificate width, certified delta, abstention and robust gain.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import write_json  # noqa: E402
 
 from benchmark.cli import main as cli  # noqa: E402
-from benchmark.defenses.train_denoiser import main as train_denoiser  # noqa: E402
+from benchmark.training.denoiser import main as train_denoiser  # noqa: E402
 
 MATRIX = """
 [run]

@@ -1,5 +1,5 @@
 """Which denoiser training makes denoised median smoothing (DMS) keep a metric's agreement with the
-reference scores? An ablation of ``python -m benchmark.defenses.train_denoiser`` recipes against plain
+reference scores? An ablation of ``python -m benchmark.training.denoiser`` recipes against plain
 median smoothing (MS), without attacks.
 
 Trains, on the training photographs (plus ``--photos``, by default ``../shared/data/live1-references``)
@@ -54,7 +54,7 @@ from benchmark.correlation import correlations  # noqa: E402
 from benchmark.datasets.synthetic import SyntheticDistortions  # noqa: E402
 from benchmark.defenses.denoised_smoothing import DenoisedSmoothing  # noqa: E402
 from benchmark.defenses.median_smoothing import MedianSmoothing  # noqa: E402
-from benchmark.defenses.train_denoiser import build_metric, main as train_denoiser  # noqa: E402
+from benchmark.training.denoiser import build_metric, main as train_denoiser  # noqa: E402
 from benchmark.images import to_tensor  # noqa: E402
 
 FAST = ["--crop", "96", "--channels", "32"]
@@ -91,7 +91,7 @@ def test_images(distortions: list[str], size: int, extra: dict[str, np.ndarray] 
     x = torch.stack([to_tensor(s.image) for s in samples])
     mos = torch.tensor([s.mos for s in samples], dtype=torch.float64)
     if extra:
-        from benchmark.metrics.train_default import build_set
+        from benchmark.training.trainset import build_set
 
         ex, ey = build_set(extra, 256, [1, 3, 5], tuple(distortions))
         x, mos = torch.cat([x, (ex * 255).round() / 255]), torch.cat([mos, ey.double()])

@@ -1,13 +1,21 @@
-"""Throughput of median smoothing with n = 1000 samples per image (the public IQA setting), batched.
+"""Throughput of median smoothing against the bare model's best batched throughput.
 
-    python benchmarks/smoothing_throughput.py [--device cuda] [--size 256] [--batches 50 100 250]
+    python benchmarks/smoothing_throughput.py [--device cuda] [--size 256] [--n 1000] [--rounds 3]
+                                              [--batches 1 50] [--threads 1]
 
-Writes benchmarks/results/smoothing_throughput.json with machine metadata: seconds per image and samples
-per second for each sample batch size, for the default model.
+Each round measures, one after the other (interleaved, so load on a shared machine hits all alike): the
+bare default model's samples per second at every batch size of the tuner's candidates (its best is the
+yardstick), median smoothing with the tuned batch (``sample_batch = None``, the default; tuned on a
+warm-up image before the rounds) and with each fixed ``--batches`` size, on one image of ``n`` samples.
+The figure is the median over rounds of smoothing's samples per second over the bare model's best of the
+same round, in wall-clock time and (on the CPU) in process CPU time. Writes
+benchmarks/results/smoothing_throughput.json with machine metadata.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -19,8 +27,32 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import write_json  # noqa: E402
 
-from benchmark.defenses.median_smoothing import MedianSmoothing  # noqa: E402
+from benchmark.defenses import median_smoothing as msm  # noqa: E402
 from benchmark.metrics.default_model import DefaultModel  # noqa: E402
+
+
+def clock(device: torch.device, fn) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of ``fn()``."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+@torch.no_grad()
+def bare(model, x: torch.Tensor, batches: tuple[int, ...], samples: int, device) -> dict[int, tuple[float, float]]:
+    """Samples per second (wall, CPU) of the bare model at each batch size, over about ``samples`` images."""
+    out = {}
+    for b in batches:
+        xb = x.expand(b, *x.shape[1:]).contiguous()
+        model(xb)  # warm-up
+        reps = max(1, samples // b)
+        wall, cpu = clock(device, lambda xb=xb, reps=reps: [model(xb) for _ in range(reps)])
+        out[b] = (reps * b / wall, reps * b / max(cpu, 1e-9))
+    return out
 
 
 def main() -> int:
@@ -28,27 +60,56 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--batches", type=int, nargs="+", default=[50, 100, 250])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batches", type=int, nargs="*", default=[1, 50], help="fixed sample_batch values to compare")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "smoothing_throughput.json")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = DefaultModel().to(device).eval()
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
-    rows = []
-    for b in args.batches:
-        ms = MedianSmoothing(n=args.n, sample_batch=b)
-        ms.score(model, x, generator=torch.Generator().manual_seed(0))  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        _, certs = ms.score(model, x, generator=torch.Generator().manual_seed(1))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        rows.append({"sample_batch": b, "seconds_per_image": dt, "samples_per_second": args.n / dt,
-                     "abstain": bool(certs[0]["abstain"])})
-        print(f"sample_batch {b:4d}: {dt:.2f} s/image, {args.n / dt:.0f} samples/s")
-    write_json(args.out, {"device": str(device), "size": args.size, "n": args.n, "rows": rows})
+    noisy = (x + 0.12 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(device)).clamp(0, 1)
+    candidates = msm.TUNE_CANDIDATES["cuda" if device.type == "cuda" else "cpu"]
+
+    auto = msm.MedianSmoothing(n=args.n)
+    tune_start = time.perf_counter()
+    auto.score(model, x, generator=torch.Generator().manual_seed(0))  # tunes (and warms up) on a first image
+    tuning_s = time.perf_counter() - tune_start
+    tuner = msm.tuner_for(model, auto, x[0])
+    print(f"tuned sample batch: {tuner.chosen} (first image, tuning included: {tuning_s:.1f} s)")
+    configs = {"tuned": auto, **{f"sample_batch={b}": msm.MedianSmoothing(n=args.n, sample_batch=b)
+                                 for b in args.batches}}
+    rounds = []
+    for r in range(args.rounds):
+        rates = bare(model, noisy, candidates, samples=min(args.n, 256), device=device)
+        best_b = max(rates, key=lambda b: rates[b][0])
+        row = {"bare": {str(b): {"samples_per_s": w, "samples_per_cpu_s": c} for b, (w, c) in rates.items()},
+               "bare_best_batch": best_b, "bare_best_samples_per_s": rates[best_b][0],
+               "bare_best_samples_per_cpu_s": max(c for _, c in rates.values()), "smoothing": {}}
+        for name, ms in configs.items():
+            wall, cpu = clock(device, lambda ms=ms, r=r: ms.score(model, x, generator=torch.Generator().manual_seed(r)))
+            row["smoothing"][name] = {"seconds_per_image": wall, "samples_per_s": args.n / wall,
+                                      "ratio_to_bare_best": args.n / wall / row["bare_best_samples_per_s"],
+                                      "ratio_to_bare_best_cpu": args.n / max(cpu, 1e-9)
+                                      / row["bare_best_samples_per_cpu_s"]}
+        rounds.append(row)
+        print(f"round {r}: bare best {row['bare_best_samples_per_s']:.1f} samples/s (batch {best_b}); "
+              + "; ".join(f"{k} {v['samples_per_s']:.1f}/s = {v['ratio_to_bare_best']:.2f} "
+                          f"(cpu {v['ratio_to_bare_best_cpu']:.2f})" for k, v in row["smoothing"].items()))
+    summary = {name: {"ratio_to_bare_best": statistics.median(r["smoothing"][name]["ratio_to_bare_best"] for r in rounds),
+                      "ratio_to_bare_best_cpu": statistics.median(r["smoothing"][name]["ratio_to_bare_best_cpu"]
+                                                                  for r in rounds),
+                      "seconds_per_image": statistics.median(r["smoothing"][name]["seconds_per_image"] for r in rounds)}
+               for name in configs}
+    for name, s in summary.items():
+        print(f"{name:16s} median ratio to the bare model's best: {s['ratio_to_bare_best']:.2f} wall, "
+              f"{s['ratio_to_bare_best_cpu']:.2f} cpu; {s['seconds_per_image']:.2f} s/image")
+    write_json(args.out, {"device": str(device), "size": args.size, "n": args.n, "threads": torch.get_num_threads(),
+                          "load_average": list(os.getloadavg()), "tuned_sample_batch": tuner.chosen,
+                          "tuning_times_ms_per_sample": {str(b): 1e3 * min(t) for b, t in tuner.times.items()},
+                          "summary": summary, "rounds": rounds})
     return 0
 
 

@@ -34,7 +34,7 @@ def cnniqa_weights() -> Path:
 
 def tiny_images(n: int = 6, size: int = 96) -> list[tuple[str, np.ndarray, float]]:
     """n small real photographs (scikit-image) with graded noise, and a MOS that falls with the noise."""
-    from benchmark.datasets.synthetic import load_photo, square
+    from benchmark.photos import load_photo, square
 
     photos = ["astronaut", "coffee", "rocket", "chelsea"]
     out = []

@@ -76,7 +76,7 @@ def test_uap_training_resumes_from_its_checkpoint(tmp_path, monkeypatch, caplog)
         p.requires_grad_(False)
     art = tmp_path / "uap.pt"
     calls = {"n": 0}
-    original = uap_mod._save
+    original = uap_mod.save_checkpoint
 
     def interrupt_second_save(path, obj):
         calls["n"] += 1
@@ -84,12 +84,12 @@ def test_uap_training_resumes_from_its_checkpoint(tmp_path, monkeypatch, caplog)
             raise KeyboardInterrupt
         original(path, obj)
 
-    monkeypatch.setattr(uap_mod, "_save", interrupt_second_save)
+    monkeypatch.setattr(uap_mod, "save_checkpoint", interrupt_second_save)
     attack = uap_mod.UAP(size=64, epochs=2, batch_size=32)
     with pytest.raises(KeyboardInterrupt):
         attack.fit(model, generator=torch.Generator().manual_seed(0), artifact=art, provenance={}, progress=False)
     assert art.with_suffix(".partial.pt").is_file() and not art.is_file()
-    monkeypatch.setattr(uap_mod, "_save", original)
+    monkeypatch.setattr(uap_mod, "save_checkpoint", original)
     with caplog.at_level(logging.INFO, logger="benchmark.attacks.uap"):
         uap_mod.UAP(size=64, epochs=2, batch_size=32).fit(model, generator=torch.Generator().manual_seed(0),
                                                           artifact=art, provenance={}, progress=False)

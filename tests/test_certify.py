@@ -101,9 +101,9 @@ n = 100
     assert ms["abstain_rate"] == 0 and ms["cert_width"] > 0 and 0 < ms["cert_delta_norm"] < 1
     # an L∞ 2/255 attack on 96×96×3 has L2 norm up to 1.3 > 0.05: no guarantee, but recorded
     assert 0 <= ms["adv_within_cert"] <= 1
-    cohen = s.loc[("pgd(eps=2/255,steps=3)", "cohen_smoothing(n=100)")]
+    cohen = s.loc[("pgd(eps=2/255,steps=3)", "cohen_smoothing")]
     assert "cert_radius" in s.columns and 0 <= cohen["abstain_rate"] <= 1
-    assert s.loc[("pgd(eps=2/255,steps=3)+adaptive(EOT4)", "cohen_smoothing(n=100)"), "eot_samples"] == 4
+    assert s.loc[("pgd(eps=2/255,steps=3)+adaptive(EOT4)", "cohen_smoothing"), "eot_samples"] == 4
     # the report draws each image's certified interval for every certified cell (Cohen's: its score bin)
     html = (tmp_path / "runs" / "cert" / "report.html").read_text()
     assert "<h2>Certified intervals</h2>" in html and html.count('<g class="cert">') == 4 * 6

@@ -74,5 +74,5 @@ def test_dncnn_purifier_from_a_trained_checkpoint(tmp_path):
     x = batch(1).requires_grad_(True)
     d(x).sum().backward()
     assert d.train_config["sigma"] == 0.1 and x.grad.abs().sum() > 0
-    with pytest.raises(MissingWeightsError, match="train_denoiser"):
+    with pytest.raises(MissingWeightsError, match="benchmark.training.denoiser"):
         DnCNNPurifier(weights=tmp_path / "nope.pt")

@@ -11,7 +11,7 @@ import torch
 
 from benchmark.cli import main
 from benchmark.defenses.denoiser import DnCNN, save_denoiser
-from benchmark.defenses.train_denoiser import main as train_denoiser
+from benchmark.training.denoiser import main as train_denoiser
 
 from conftest import folder_config
 
@@ -71,9 +71,9 @@ n = 64
 
 
 def test_train_denoiser_on_cuda(tmp_path, monkeypatch):
-    from benchmark.datasets import synthetic
+    from benchmark import photos
 
-    monkeypatch.setattr(synthetic, "TRAIN_PHOTOS", ("camera",))  # one photograph keeps labelling short
+    monkeypatch.setattr(photos, "TRAIN_PHOTOS", ("camera",))  # one photograph keeps labelling short
     out = tmp_path / "den.pt"
     assert train_denoiser(["--metric", "default", "--epochs", "1", "--size", "64", "--crop", "48", "--depth", "3",
                            "--channels", "8", "--draws", "2", "--consistency-weight", "0.001", "--inputs", "both",

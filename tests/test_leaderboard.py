@@ -1,12 +1,17 @@
-"""`python -m benchmark leaderboard`: two runs merged, each defense's worst attack across both, ranks, flags."""
+"""`python -m benchmark leaderboard`: runs merged by plugin identity, each defense's worst attack, the ranking
+rule, protocol checks, runs that contribute nothing, detail anchors and the reuse of stored summaries."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+
+import numpy as np
 import pandas as pd
 import pytest
+from conftest import folder_config, write_config
 
 from benchmark.cli import main
-
-from conftest import folder_config
 
 RUN_A = """
 [[metrics]]
@@ -25,6 +30,9 @@ name = "identity"
 [[defenses]]
 name = "jpeg"
 quality = 50
+[[defenses]]
+name = "median"
+kernel = 3
 """
 
 RUN_B = """
@@ -41,30 +49,149 @@ name = "median"
 """
 
 
-def test_leaderboard_merges_runs_and_takes_each_defense_s_worst_attack(tmp_path, image_folder, capsys):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Runs a and b (same protocol), c (another image size) and `empty` (planned, nothing stored)."""
+    from conftest import tiny_images
+    from PIL import Image
+
+    tmp = tmp_path_factory.mktemp("lb")
+    root = tmp / "images"
+    root.mkdir()
+    lines = ["image,mos"]
+    for name, arr, mos in tiny_images(5):
+        Image.fromarray(arr).save(root / name)
+        lines.append(f"{name},{mos}")
+    (root / "mos.csv").write_text("\n".join(lines) + "\n")
     for name, tables in (("a", RUN_A), ("b", RUN_B)):
-        assert main(["run", str(folder_config(tmp_path, name, image_folder, tables, mos=True)), "--no-progress"]) == 0
-    runs = tmp_path / "runs"
+        assert main(["run", str(folder_config(tmp, name, root, tables, mos=True)), "--no-progress"]) == 0
+    cfg = write_config(tmp, f"""
+[run]
+name = "c"
+output_dir = "{tmp / 'runs'}"
+image_size = 64
+[[datasets]]
+name = "folder"
+root = "{root}"
+mos_csv = "{root / 'mos.csv'}"
+{RUN_B}""", name="c.toml")
+    assert main(["run", str(cfg), "--no-progress"]) == 0
+    runs = tmp / "runs"
+    (runs / "empty").mkdir()
+    for f in ("manifest.json", "cells.json"):  # an interrupted run: planned, no stage stored
+        shutil.copy(runs / "b" / f, runs / "empty" / f)
+    return runs
+
+
+def test_leaderboard_merges_runs_and_takes_each_defense_s_worst_attack(runs, tmp_path):
     site = tmp_path / "site"
     assert main(["leaderboard", str(runs / "a"), str(runs / "b"), "-o", str(site)]) == 0
     board = pd.read_csv(site / "leaderboard.csv").set_index("defense")
-    assert sorted(board.index) == ["identity", "jpeg(quality=50)", "median"]
+    # `median` (run b) and `median(kernel=3)` (run a; 3 is the default) are one row, as are the two JPEGs
+    assert len(board) == 3 and sum(d.startswith("median") for d in board.index) == 1
+    jpeg_label = next(d for d in board.index if d.startswith("jpeg"))
+    median_label = next(d for d in board.index if d.startswith("median"))
+    assert board.loc[median_label, "runs"] == "a, b" and board.loc[median_label, "n_attacks"] == 3
     cells = pd.concat([pd.read_csv(runs / r / "summary.csv") for r in ("a", "b")])
-    jpeg = cells[cells["defense"] == "jpeg(quality=50)"]
-    assert len(jpeg) == 3 and board.loc["jpeg(quality=50)", "n_attacks"] == 3
+    jpeg = cells[cells["defense"].str.startswith("jpeg")]
+    assert len(jpeg) == 3 and board.loc[jpeg_label, "n_attacks"] == 3
     worst = jpeg.loc[jpeg["robust_abs_gain"].idxmax()]
-    assert board.loc["jpeg(quality=50)", "worst_robust_gain"] == pytest.approx(worst["robust_abs_gain"])
-    assert board.loc["jpeg(quality=50)", "worst_attack"] == worst["attack"]
-    assert board.loc["jpeg(quality=50)", "purified_quality"] == pytest.approx(worst["purified_quality"])
-    assert board.loc["jpeg(quality=50)", "runs"] == "a, b"
-    # ranked by worst robust gain, lowest first; the undefended model is beaten by JPEG
-    assert list(board.sort_values("rank")["worst_robust_gain"]) == sorted(board["worst_robust_gain"])
-    assert board.loc["jpeg(quality=50)", "rank"] < board.loc["identity", "rank"]
-    assert bool(board.loc["jpeg(quality=50)", "adaptive"]) and not bool(board.loc["median", "adaptive"])
+    assert board.loc[jpeg_label, "worst_robust_gain"] == pytest.approx(worst["robust_abs_gain"])
+    assert board.loc[jpeg_label, "worst_attack"] == worst["attack"]
+    assert board.loc[jpeg_label, "purified_quality"] == pytest.approx(worst["purified_quality"])
+    assert board.loc[jpeg_label, "runs"] == "a, b"
+    # the identity declares itself the baseline: the reference row, not ranked; the others ranked 1..2
+    assert bool(board.loc["identity", "baseline"]) and pd.isna(board.loc["identity", "rank"])
+    assert sorted(board["rank"].dropna().astype(int)) == [1, 2]
+    assert bool(board.loc[jpeg_label, "adaptive"]) and bool(board.loc[median_label, "adaptive"])
     html = (site / "index.html").read_text()
-    assert "Met by no adaptive attack" in html and "median on default" in html.split("Met by no adaptive attack")[1][:200]
-    assert html.count("<tr>") >= 3 + 2 and "<svg" in html and "src=\"http" not in html
+    assert "Pareto front" in html and "<svg" in html and "src=\"http" not in html
     assert (site / "leaderboard.md").read_text().startswith("|")
+
+
+def test_ranked_rows_respect_pareto_dominance(runs, tmp_path):
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(runs / "a"), str(runs / "b"), "-o", str(site)]) == 0
+    t = pd.read_csv(site / "leaderboard.csv").dropna(subset=["rank"])
+    crit = np.column_stack([-t["worst_robust_gain"], t["quality"], t["srocc_def_clean"]])
+    rank = t["rank"].to_numpy()
+    for a in range(len(t)):
+        for b in range(len(t)):
+            if np.all(crit[b] >= crit[a]) and np.any(crit[b] > crit[a]):
+                assert rank[b] < rank[a]
+    assert set(t["front"]) <= {1, 2} and t.sort_values("rank")["front"].is_monotonic_increasing
+
+
+def test_each_row_links_to_the_cells_behind_it(runs, tmp_path):
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(runs / "a"), str(runs / "b"), "-o", str(site)]) == 0
+    html = (site / "index.html").read_text()
+    ids = set(pd.Series(html.split('<details id="')[1:]).str.split('"').str[0])
+    assert len(ids) == 3 and all(f'href="#{i}"' in html for i in ids)
+    # the detail rows link into the runs' own reports, at the cell's anchor
+    assert "../" in html and "report.html#cell-" in html and "worst case" in html
+
+
+def test_runs_with_different_protocols_are_refused_unless_allowed(runs, tmp_path, capsys):
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(runs / "a"), str(runs / "c"), "-o", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert "image size" in err and "a: [96, 96]" in err and "c: [64, 64]" in err and "--allow-mixed" in err
+    assert not (site / "index.html").exists()
+    assert main(["leaderboard", str(runs / "a"), str(runs / "c"), "-o", str(site), "--allow-mixed"]) == 0
+    html = (site / "index.html").read_text()
+    assert "--allow-mixed" in html and "image size" in html
+
+
+def test_a_run_that_contributes_no_row_is_named(runs, tmp_path, caplog):
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(runs / "a"), str(runs / "empty"), "-o", str(site)]) == 0
+    assert any("empty" in r.getMessage() and "contributes no row" in r.getMessage() for r in caplog.records)
+    html = (site / "index.html").read_text()
+    assert "Contributed no row" in html and "<b>empty</b>" in html and "no finished cell" in html
+    assert "merged from 1 of\n2 run(s)" in html or "merged from 1 of 2 run(s)" in html.replace("\n", " ")
+
+
+def test_stored_summary_is_reused_only_while_newer_than_the_stages(runs, tmp_path):
+    run = tmp_path / "b"
+    shutil.copytree(runs / "b", run)
+    summary = pd.read_csv(run / "summary.csv")
+    summary.loc[0, "robust_abs_gain"] = 0.987654     # a marker only the stored file has
+    summary.to_csv(run / "summary.csv", index=False)
+    stage = next((run / "stages" / "def_adv").glob("*.json"))
+    os.utime(stage, (1_000_000_000, 1_000_000_000))
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(run), "-o", str(site)]) == 0
+    assert 0.987654 in set(pd.read_csv(site / "leaderboard.csv")["worst_robust_gain"].round(6))
+    os.utime(stage)                                  # a stage stored after the summary: recomputed
+    assert main(["leaderboard", str(run), "-o", str(site)]) == 0
+    assert 0.987654 not in set(pd.read_csv(site / "leaderboard.csv")["worst_robust_gain"].round(6))
+
+
+def test_canonical_labels_fill_in_defaults():
+    from benchmark.reports.protocol import canonical_label, plugin_keys
+
+    assert canonical_label("defenses", {"name": "median", "params": {"kernel": 3}}) == "median"
+    assert canonical_label("defenses", {"name": "median", "params": {"kernel": 5}}) == "median(kernel=5)"
+    keys = plugin_keys({"plugins": {"defenses": [{"name": "median", "label": "median", "params": {}},
+                                                 {"name": "median", "label": "m3", "params": {"kernel": 3}}]}})
+    assert keys["defenses"]["median"][0] == keys["defenses"]["m3"][0]
+
+
+def test_protocol_differences_name_what_differs():
+    from benchmark.reports.protocol import differences
+
+    base = {"image size": [256, 256], "size policy": "resize", "datasets": {"koniq10k": {"split": "test"}},
+            "metrics": {"CNNIQA": {"weights": "CNNIQA-LIVE"}}, "budgets": [("linf", 4 / 255)]}
+    other = json.loads(json.dumps(base))
+    other["datasets"]["koniq10k"]["split"] = "all"
+    other["metrics"]["CNNIQA"]["weights"] = "CNNIQA-KonIQ"
+    other["budgets"] = [["linf", 8 / 255]]
+    d = differences({"a": base, "b": json.loads(json.dumps(base)), "c": other})
+    assert any(x.startswith("dataset koniq10k parameters (split)") and "c: split=all" in x for x in d)
+    assert any(x.startswith("metric CNNIQA parameters (weights)") for x in d)
+    assert any(x.startswith("attack budgets") and "8/255" in x for x in d)
+    assert differences({"a": base, "b": json.loads(json.dumps(base))}) == []
 
 
 def test_leaderboard_names_a_folder_that_is_not_a_run(tmp_path, capsys):

@@ -51,12 +51,13 @@ def test_summarize_one_cell():
     assert row["similarity"] == pytest.approx(0.9 + 1.0)
 
 
-def test_robustness_score_and_distribution_shift():
-    from benchmark.measures import EPS_R, distribution_shift, robustness_score
+def test_robustness_score_range_and_distribution_shift():
+    from benchmark.measures import distribution_shift, robustness_score_range
 
     s, sa = np.array([20.0, 50.0, 90.0]), np.array([30.0, 50.0, 95.0])
-    expected = np.mean(np.log10([80 / 10, 50 / (EPS_R * 100), 90 / 5]))
-    assert robustness_score(s, sa, 0.0, 100.0) == pytest.approx(expected)
+    # Zhang's R on the declared range [0, 100]: 1e-6 of the range added to |s' - s|
+    expected = np.mean(np.log10([80 / (10 + 1e-4), 50 / 1e-4, 90 / (5 + 1e-4)]))
+    assert robustness_score_range(s, sa, 0.0, 100.0) == pytest.approx(expected, rel=1e-12)
     d = distribution_shift(s, sa)
     ns, na = (s - 20) / 70, (sa - 20) / 70
     assert d["wasserstein_score"] == pytest.approx(stats.wasserstein_distance(ns, na))

@@ -22,6 +22,6 @@ def test_quickstart_pgd_beats_fgsm_and_jpeg_cuts_the_gain(tmp_path):
         assert any(m.startswith("cnniqa") for m in metrics)
     for metric in metrics:
         t = s[s["metric"] == metric].set_index(["attack", "defense"])
-        pgd, fgsm = "pgd(eps=4/255,steps=10)", "fgsm(eps=4/255)"
+        pgd, fgsm = "pgd(eps=4/255)", "fgsm(eps=4/255)"
         assert t.loc[(pgd, "identity"), "abs_gain"] > t.loc[(fgsm, "identity"), "abs_gain"], metric
-        assert t.loc[(pgd, "jpeg(quality=50)"), "robust_abs_gain"] < t.loc[(pgd, "identity"), "robust_abs_gain"], metric
+        assert t.loc[(pgd, "jpeg"), "robust_abs_gain"] < t.loc[(pgd, "identity"), "robust_abs_gain"], metric

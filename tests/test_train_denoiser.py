@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.defenses.train_denoiser import consistency_loss, make_inputs, ranking_loss, training_photos
+from benchmark.training.denoiser import consistency_loss, make_inputs, ranking_loss
+from benchmark.training.trainset import training_photos
 from benchmark.metrics.default_model import DefaultModel
 
 from test_attacks import batch, frozen
@@ -63,11 +64,11 @@ def test_training_photos_add_folders_and_refuse_test_photographs(tmp_path):
 
 
 def test_training_writes_a_loadable_checkpoint_and_reuses_its_labels(tmp_path, monkeypatch, caplog):
-    import benchmark.datasets.synthetic as synthetic
+    import benchmark.photos as photos
     from benchmark.defenses.denoiser import load_denoiser
-    from benchmark.defenses.train_denoiser import main
+    from benchmark.training.denoiser import main
 
-    monkeypatch.setattr(synthetic, "TRAIN_PHOTOS", ("camera",))     # one photograph keeps labelling short
+    monkeypatch.setattr(photos, "TRAIN_PHOTOS", ("camera",))     # one photograph keeps labelling short
     out = tmp_path / "den.pt"
     argv = ["--epochs", "1", "--size", "64", "--crop", "48", "--draws", "2", "--consistency-weight", "0.01",
             "--score-weight", "0.1", "--depth", "3", "--channels", "8", "--out", str(out)]
@@ -76,7 +77,7 @@ def test_training_writes_a_loadable_checkpoint_and_reuses_its_labels(tmp_path, m
     assert config["epochs_done"] == 1 and config["draws"] == 2 and config["photos"] == []
     assert (model.depth, model.channels) == (3, 8)
     assert len(list(tmp_path.glob("trainset-*.pt"))) == 1
-    caplog.set_level(logging.INFO, logger="benchmark.train_denoiser")
+    caplog.set_level(logging.INFO, logger="benchmark.training")
     assert main(argv[:-1] + [str(tmp_path / "again.pt")]) == 0
     assert "labelled training set from" in caplog.text
     with pytest.raises(SystemExit):

@@ -6,6 +6,7 @@ predicted quality (the benchmark-cheating threat, default) or ``-1`` to lower it
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -16,13 +17,23 @@ Direction = Literal["increase", "decrease"]
 class Attack:
     """Base class. Subclasses implement ``__call__(model, x, *, generator) -> x_adv``.
 
-    Capabilities: ``threat_model`` (``"linf"``, ``"l2"``, ``"universal"``, ...), ``adaptive`` (attacks
-    ``metric ∘ defense``, so runs per defense), ``budget`` (the L∞/L2 radius it guarantees, or None).
+    Capabilities (class attributes the harness reads, with their defaults): ``threat_model`` (``"linf"``,
+    ``"l2"``, ``"universal"``, ...); ``budget`` (the L∞/L2 radius it guarantees, or None);
+    ``strength_param`` (the constructor keyword the budget calibration varies); ``needs_gradient`` (True:
+    it differentiates the metric, so the runner skips it, with the reason, on a metric that declares
+    ``differentiable = False``; score-only attacks set False); ``needs_fit`` (False: True when the attack
+    is trained once before it is applied; the runner then calls ``fit`` with an artifact path keyed by
+    ``fit_params()``). Whether an attack is adaptive (attacks ``metric ∘ defense``) is a setting of the
+    matrix (``adaptive = true`` in its ``[[attacks]]`` table), not of the class.
     """
 
     threat_model: str = "linf"
-    adaptive: bool = False
     strength_param: str = "eps"  # the constructor keyword the budget calibration varies
+    needs_gradient: bool = True
+    needs_fit: bool = False
+    # The model's scores of the images the last call returned, when the attack computed them on exactly
+    # those images (its final forward pass), else None: the harness then need not score them again.
+    last_scores: torch.Tensor | None = None
 
     def __init__(self, direction: Direction = "increase"):
         if direction not in ("increase", "decrease"):
@@ -38,6 +49,13 @@ class Attack:
         d = 1.0 if self.direction == "increase" else -1.0
         return d * model.sign * model(x).to(x.dtype) / model.score_scale
 
+    def scored_objective(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image objective of ``x`` and the model's scores it came from, without gradients."""
+        with torch.no_grad():
+            scores = model(x)
+        d = 1.0 if self.direction == "increase" else -1.0
+        return d * model.sign * scores.to(x.dtype) / model.score_scale, scores.detach()
+
     def gradient(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the summed objective w.r.t. ``x`` (images are independent), and the objective."""
         with torch.enable_grad():  # attacks may be called from no_grad code
@@ -47,6 +65,15 @@ class Attack:
         if not torch.isfinite(grad).all():
             raise FloatingPointError("non-finite gradient of the metric; cannot attack it by gradient")
         return grad, obj.detach()
+
+    def fit_params(self) -> dict:
+        """What determines the fitted state (the key of its stored artifact); ``needs_fit`` attacks override."""
+        return {}
+
+    def fit(self, model, *, generator: torch.Generator, artifact: Path, provenance: dict,
+            progress: bool = True) -> None:
+        """Train the attack's state on ``model`` (or load it from ``artifact``); ``needs_fit`` attacks override."""
+        raise NotImplementedError(f"{type(self).__name__} has nothing to fit (needs_fit is False)")
 
     def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError

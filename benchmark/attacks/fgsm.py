@@ -19,8 +19,8 @@ class FGSM(Attack):
 
     def __init__(self, eps: float = 8 / 255, direction: Direction = "increase"):
         super().__init__(direction)
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}")
+        if not 0 < eps <= 1:
+            raise ValueError(f"eps must be within (0, 1] (an L∞ radius on [0, 1] images), got {eps}")
         self.eps = eps
 
     def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -3,7 +3,8 @@ in score space: the perturbation is masked by a spatial-activity map (Sobel grad
 luma, normalised to [0,1] per image, dilated) so it hides in texture, and optimised with Adam
 (formulas.md §1). For comparison at equal budget it is also projected onto the L∞ ball of radius eps.
 
-Defaults: ``eps = 8/255``, ``steps = 10``, ``lr = 0.005``, ``dilation = 3``.
+Defaults: ``eps = 8/255``, ``steps = 10``, ``lr = 0.005``, ``dilation = 3``. Ranges: ``eps`` in (0, 1],
+``steps`` within 1..10⁵, ``lr`` in (0, 1], ``dilation`` odd within 1..63.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 
+from ..params import MAX_KERNEL, MAX_STEPS, within
 from ..registry import ATTACKS
 from .base import Attack, Direction
 
@@ -34,8 +36,10 @@ class Korhonen(Attack):
     def __init__(self, eps: float = 8 / 255, steps: int = 10, lr: float = 0.005, dilation: int = 3,
                  direction: Direction = "increase"):
         super().__init__(direction)
-        if eps <= 0 or steps < 1 or lr <= 0 or dilation < 1:
-            raise ValueError(f"need eps > 0, steps >= 1, lr > 0, dilation >= 1 (got {eps}, {steps}, {lr}, {dilation})")
+        within("eps", eps, 0, 1, lo_open=True)
+        within("steps", steps, 1, MAX_STEPS, integer=True)
+        within("lr", lr, 0, 1, lo_open=True)  # the perturbation lives in [-eps, eps]: a larger step is meaningless
+        within("dilation", dilation, 1, MAX_KERNEL, integer=True, odd=True)  # an even window shifts the mask
         self.eps, self.steps, self.lr, self.dilation = eps, steps, lr, dilation
 
     def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -4,11 +4,13 @@ component of ``∇L`` orthogonal to ``∇MSE(x', x)`` (so the attack changes the
 project back onto ``RMSE(x', x) ≤ eps`` (formulas.md §1).
 
 Defaults: ``eps = 2/255`` in RMSE (PSNR ≈ 42 dB), ``steps = 10``, ``alpha = eps / 2`` (RMSE units).
+Ranges: ``eps`` and ``alpha`` in (0, 1], ``steps`` within 1..10⁵.
 """
 from __future__ import annotations
 
 import torch
 
+from ..params import MAX_STEPS, within
 from ..registry import ATTACKS
 from .base import Attack, Direction, l2_normalize, project_l2
 
@@ -22,8 +24,10 @@ class MADC(Attack):
     def __init__(self, eps: float = 2 / 255, steps: int = 10, alpha: float | None = None,
                  direction: Direction = "increase"):
         super().__init__(direction)
-        if eps <= 0 or steps < 1:
-            raise ValueError(f"need eps > 0 and steps >= 1 (got {eps}, {steps})")
+        within("eps", eps, 0, 1, lo_open=True)  # an RMSE on [0, 1] images
+        within("steps", steps, 1, MAX_STEPS, integer=True)
+        if alpha is not None:
+            within("alpha", alpha, 0, 1, lo_open=True)  # the step size, an RMSE
         self.eps, self.steps = eps, steps
         self.alpha = alpha if alpha is not None else eps / 2
 

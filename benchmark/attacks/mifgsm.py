@@ -1,12 +1,14 @@
 """MI-FGSM (Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018) in score space:
 ``g_t = μ g_{t-1} + ∇L/‖∇L‖₁``, ``x_{t+1} = Π_{B∞(x,eps)} clip01(x_t + α · sgn(g_t))`` (formulas.md §1).
 
-Defaults: ``eps = 8/255``, ``steps = 10``, ``alpha = eps / steps``, ``decay μ = 1.0``.
+Defaults: ``eps = 8/255``, ``steps = 10``, ``alpha = eps / steps``, ``decay μ = 1.0``. Ranges: ``eps`` and
+``alpha`` in (0, 1], ``steps`` within 1..10⁵, ``decay`` in [0, 10].
 """
 from __future__ import annotations
 
 import torch
 
+from ..params import MAX_STEPS, within
 from ..registry import ATTACKS
 from .base import Attack, Direction, project_linf
 
@@ -20,8 +22,11 @@ class MIFGSM(Attack):
     def __init__(self, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None, decay: float = 1.0,
                  direction: Direction = "increase"):
         super().__init__(direction)
-        if eps <= 0 or steps < 1:
-            raise ValueError(f"need eps > 0 and steps >= 1 (got {eps}, {steps})")
+        within("eps", eps, 0, 1, lo_open=True)
+        within("steps", steps, 1, MAX_STEPS, integer=True)
+        if alpha is not None:
+            within("alpha", alpha, 0, 1, lo_open=True)  # the step size (L∞)
+        within("decay", decay, 0, 10.0)
         self.eps, self.steps, self.decay = eps, steps, decay
         self.alpha = alpha if alpha is not None else eps / steps
 

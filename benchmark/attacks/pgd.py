@@ -4,7 +4,8 @@ start in the ball, with optional restarts keeping, per image, the best objective
 ``norm = "linf"``: signed steps, L∞ ball; ``norm = "l2"``: steps ``α · g/‖g‖₂``, L2 ball.
 
 Defaults: ``eps = 8/255`` (L∞; use e.g. 0.5 for L2), ``steps = 10``, ``alpha = 2.5 · eps / steps``
-(Madry's rule), ``random_start = true``, ``restarts = 1``, ``direction = "increase"``.
+(Madry's rule), ``random_start = true``, ``restarts = 1``, ``direction = "increase"``. Ranges: ``eps`` and
+``alpha`` in (0, 1] for L∞, (0, √3·4096] for L2; ``steps`` within 1..10⁵, ``restarts`` within 1..1000.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Literal
 
 import torch
 
+from ..params import MAX_L2, MAX_RESTARTS, MAX_STEPS, within
 from ..registry import ATTACKS
 from .base import Attack, Direction, l2_normalize, project_l2, project_linf
 
@@ -24,10 +26,14 @@ class PGD(Attack):
                  random_start: bool = True, restarts: int = 1, norm: Literal["linf", "l2"] = "linf",
                  direction: Direction = "increase"):
         super().__init__(direction)
-        if eps <= 0 or steps < 1 or restarts < 1:
-            raise ValueError(f"need eps > 0, steps >= 1, restarts >= 1 (got {eps}, {steps}, {restarts})")
         if norm not in ("linf", "l2"):
             raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+        cap = 1 if norm == "linf" else MAX_L2  # the largest L∞ or L2 distance between two [0, 1] images
+        within("eps", eps, 0, cap, lo_open=True)
+        within("steps", steps, 1, MAX_STEPS, integer=True)
+        within("restarts", restarts, 1, MAX_RESTARTS, integer=True)
+        if alpha is not None:
+            within("alpha", alpha, 0, cap, lo_open=True)  # the step size, in the norm's units
         self.eps, self.steps, self.restarts, self.norm = eps, steps, restarts, norm
         self.alpha = alpha if alpha is not None else 2.5 * eps / steps
         self.random_start = random_start
@@ -50,16 +56,21 @@ class PGD(Attack):
 
     def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         x = x.detach()
+        self.last_scores = None
         best, best_obj = x.clone(), torch.full((x.shape[0],), -float("inf"), device=x.device)
+        best_scores = None
         for _ in range(self.restarts):
             adv = self.start(x, generator)
             for _ in range(self.steps):
                 grad, _ = self.gradient(model, adv)
                 adv = self.project(adv + self.alpha * self.step(grad), x).detach()
-            with torch.no_grad():
-                obj = self.objective(model, adv)
+            obj, scores = self.scored_objective(model, adv)
             better = obj > best_obj
             best[better], best_obj[better] = adv[better], obj[better]
+            best_scores = torch.full_like(scores, float("nan")) if best_scores is None else best_scores
+            best_scores[better] = scores[better]
+        if bool(torch.isfinite(best_obj).all()):  # else some image stayed clean: its score was not computed
+            self.last_scores = best_scores
         return best
 
 

@@ -7,7 +7,8 @@ objective improved. The window covers a fraction ``p`` of the image, halved on t
 The paper starts from vertical stripes of ±eps, which helps a classifier attack; for an attack that
 *raises* a quality score, random stripes are a distortion that lowers it, so the default here starts
 from the clean image (``init = "clean"``); ``init = "stripes"`` gives the paper's start.
-Defaults: ``eps = 8/255``, ``queries = 200``, ``p_init = 0.05``, ``init = "clean"``.
+Defaults: ``eps = 8/255``, ``queries = 200``, ``p_init = 0.05``, ``init = "clean"``. Ranges: ``eps`` and
+``p_init`` in (0, 1], ``queries`` within 1..10⁵.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Literal
 
 import torch
 
+from ..params import MAX_STEPS, within
 from ..registry import ATTACKS
 from .base import Attack, Direction
 
@@ -28,13 +30,14 @@ class Square(Attack):
     """Square attack (Andriushchenko et al., ECCV 2020): score-only random search, L∞ budget, no gradients."""
 
     threat_model = "linf"
-    needs_gradients = False
+    needs_gradient = False
 
     def __init__(self, eps: float = 8 / 255, queries: int = 200, p_init: float = 0.05,
                  init: Literal["clean", "stripes"] = "clean", direction: Direction = "increase"):
         super().__init__(direction)
-        if eps <= 0 or queries < 1 or not 0 < p_init <= 1:
-            raise ValueError(f"need eps > 0, queries >= 1, 0 < p_init <= 1 (got {eps}, {queries}, {p_init})")
+        within("eps", eps, 0, 1, lo_open=True)
+        within("queries", queries, 1, MAX_STEPS, integer=True)
+        within("p_init", p_init, 0, 1, lo_open=True)
         if init not in ("clean", "stripes"):
             raise ValueError(f"init must be 'clean' or 'stripes', got {init!r}")
         self.eps, self.queries, self.p_init, self.init = eps, queries, p_init, init

@@ -7,6 +7,9 @@ against label 0: its cross-entropy ``log(1 + e^z)`` increases with ``z``, so its
 of the score gradient and every gradient-sign attack of torchattacks pushes the score the same way the
 native attacks do.
 
+Iteration counts in ``options`` (``steps``, ``n_restarts``, ``n_queries``, ...) are within 1..10⁵; ``eps``
+is positive and at most the L2 diameter of a [0, 1] image.
+
 torchattacks 3.5 pins ``requests~=2.25.1``, which would downgrade the ``requests`` that pyiqa's
 Hugging Face stack needs; install it without its dependencies: ``pip install --no-deps torchattacks``.
 """
@@ -15,8 +18,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..params import MAX_L2, MAX_STEPS, within
 from ..registry import ATTACKS
 from .base import Attack, Direction
+
+# torchattacks keywords that count iterations (checked against MAX_STEPS; the others are passed as given)
+ITERATION_OPTIONS = ("steps", "n_restarts", "n_queries", "n_iter", "max_iter", "eot_iter", "n_samples",
+                     "search_steps")
 
 
 class TwoLogits(nn.Module):
@@ -37,6 +45,11 @@ class TorchAttacks(Attack):
 
     def __init__(self, attack: str = "PGD", options: dict | None = None, direction: Direction = "increase"):
         super().__init__(direction)
+        for k in ITERATION_OPTIONS:
+            if k in (options or {}):
+                within(f"options.{k}", options[k], 1, MAX_STEPS, integer=True)
+        if "eps" in (options or {}):
+            within("options.eps", options["eps"], 0, MAX_L2, lo_open=True)
         try:
             import torchattacks
         except ImportError:

@@ -6,51 +6,32 @@ Attack on Differentiable No-Reference Image- and Video-Quality Metrics", BMVC 20
 
 The training split is disjoint from every test image by construction: scikit-image's *training*
 photographs (those of ``synthetic`` with ``split = "train"``; the benchmark's default test data use the
-other photographs), pristine and with the six distortions at levels 1, 3, 5, at ``size``×``size``.
+other photographs), pristine and with the six distortions at levels 1, 3, 5, at ``size``×``size``
+(:func:`benchmark.training.trainset.uap_images`).
 Training is done once per (metric, eps, size, epochs, lr, seed) and reused across amplitudes and
 defenses: the runner stores δ* under ``<run>/artifacts/`` with its provenance, checkpoints after each
 epoch, and resumes an interrupted training.
 
 Defaults: ``eps = 10/255``, ``amplitude = 1.0`` (the paper sweeps e.g. 0.2, 0.4, 0.8), ``size = 256``,
-``epochs = 5``, ``lr = 0.001``, ``batch_size = 8``.
+``epochs = 5``, ``lr = 0.001``, ``batch_size = 8``. Ranges: ``eps`` in (0, 1], ``amplitude`` in (0, 1/eps]
+(an L∞ budget of at most 1), ``size`` within 64..1024 (the 190 training images are held in memory),
+``epochs`` within 1..1000, ``lr`` in (0, 1], ``batch_size`` within 1..1024.
 """
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ..params import within
 from ..registry import ATTACKS
-from ..store import atomic_write_bytes, atomic_write_json
+from ..store import atomic_write_json
+from ..weights import save_checkpoint
 from .base import Attack, Direction
 
 log = logging.getLogger(__name__)
-
-
-def training_images(size: int) -> tuple[list[str], torch.Tensor]:
-    from ..datasets.distortions import DISTORTIONS, distort
-    from ..datasets.synthetic import TRAIN_PHOTOS, load_photo, seed_of, square
-
-    ids, images = [], []
-    for photo in TRAIN_PHOTOS:
-        ref = square(load_photo(photo), size)
-        ids.append(f"{photo}/pristine")
-        images.append(ref)
-        for kind in DISTORTIONS:
-            for level in (1, 3, 5):
-                gen = torch.Generator().manual_seed(seed_of(photo, kind, level) % (2**63))
-                ids.append(f"{photo}/{kind}{level}")
-                images.append(distort(ref, kind, level, gen))
-    return ids, torch.stack(images)
-
-
-def _save(path: Path, obj: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def tile(delta: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -70,8 +51,12 @@ class UAP(Attack):
     def __init__(self, eps: float = 10 / 255, amplitude: float = 1.0, size: int = 256, epochs: int = 5,
                  lr: float = 0.001, batch_size: int = 8, direction: Direction = "increase"):
         super().__init__(direction)
-        if eps <= 0 or amplitude <= 0 or size < 64 or epochs < 1 or lr <= 0 or batch_size < 1:
-            raise ValueError("need eps > 0, amplitude > 0, size >= 64, epochs >= 1, lr > 0, batch_size >= 1")
+        within("eps", eps, 0, 1, lo_open=True)
+        within("amplitude", amplitude, 0, 1 / eps, lo_open=True)  # the budget amplitude · eps is at most 1
+        within("size", size, 64, 1024, integer=True)  # the training set is held in memory: 2.4 GB at 1024
+        within("epochs", epochs, 1, 1000, integer=True)
+        within("lr", lr, 0, 1, lo_open=True)  # δ lives in [-eps, eps]: a larger step is meaningless
+        within("batch_size", batch_size, 1, 1024, integer=True)
         self.eps, self.amplitude, self.size, self.epochs, self.lr = eps, amplitude, size, epochs, lr
         self.batch_size = batch_size
         self.delta: torch.Tensor | None = None
@@ -92,7 +77,9 @@ class UAP(Attack):
             self.delta = torch.load(artifact, map_location="cpu", weights_only=True)["delta"]
             return self.delta
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        ids, images = training_images(self.size)
+        from ..training.trainset import uap_images
+
+        ids, images = uap_images(self.size)
         partial = artifact.with_suffix(".partial.pt")
         delta = torch.zeros(3, self.size, self.size, device=device)
         opt_state, start = None, 0
@@ -116,9 +103,9 @@ class UAP(Attack):
                 opt.step()
                 with torch.no_grad():
                     delta.clamp_(-self.eps, self.eps)
-            _save(partial, {"delta": delta.detach().cpu(), "opt": opt.state_dict(), "epoch": epoch + 1})
+            save_checkpoint(partial, {"delta": delta.detach().cpu(), "opt": opt.state_dict(), "epoch": epoch + 1})
         self.delta = delta.detach().cpu()
-        _save(artifact, {"delta": self.delta})
+        save_checkpoint(artifact, {"delta": self.delta})
         atomic_write_json(artifact.with_suffix(".json"), {**provenance, **self.fit_params(),
                                                           "train_images": ids, "n_train": len(ids)})
         partial.unlink(missing_ok=True)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
+
+from ..params import expect_at_least
 
 
 @dataclass(frozen=True)
@@ -15,10 +18,25 @@ class Sample:
 
 
 class Dataset:
-    """Base class. Subclasses implement ``ids()`` and ``load(image_id)``."""
+    """Base class. Subclasses implement ``ids()`` and ``load(image_id)``.
+
+    ``mos_lower_better`` is the direction of the subjective scale (True for DMOS, as in LIVE and CSIQ).
+    It is a class attribute, or a constructor parameter of that name where a dataset lets the user set
+    it (``folder``); the runner reads it without building the dataset (``spec_mos_lower_better``) and
+    stores it in the clean stage, and every correlation with MOS is oriented by it (formulas.md §4).
+    """
 
     mos_lower_better: bool = False
     mos_range: tuple[float, float] | None = None
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
+        """Check constructor parameters without reading any data (``validate``; :mod:`benchmark.params`).
+
+        Here: ``limit`` (when the class takes it) is at least 1. Subclasses extend this and call ``super()``.
+        """
+        expect_at_least(params, "limit", 1, "a number of images")
+        return params
 
     def ids(self) -> list[str]:
         raise NotImplementedError
@@ -36,7 +54,15 @@ class Dataset:
     @staticmethod
     def subset(ids: list[str], limit: int | None) -> list[str]:
         """``limit`` images spread evenly over the ordered list (deterministic), or all of them."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         if limit is None or limit >= len(ids):
             return ids
-        idx = np.linspace(0, len(ids) - 1, num=max(limit, 1)).round().astype(int)
+        idx = np.linspace(0, len(ids) - 1, num=limit).round().astype(int)
         return [ids[i] for i in idx]
+
+
+def spec_mos_lower_better(cls: type, params: dict) -> bool:
+    """The MOS direction of dataset class ``cls`` built with ``params``: the parameter ``mos_lower_better``
+    when given, else the class attribute (False, higher is better, for classes that declare none)."""
+    return bool(params.get("mos_lower_better", getattr(cls, "mos_lower_better", False)))

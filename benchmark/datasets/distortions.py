@@ -6,14 +6,10 @@ barely visible to strong. All are deterministic given the generator.
 """
 from __future__ import annotations
 
-import io
-
 import kornia
-import numpy as np
 import torch
-from PIL import Image
 
-from ..images import gaussian_blur
+from ..images import gaussian_blur, jpeg_roundtrip
 
 LEVELS = {
     "noise": [0.01, 0.025, 0.05, 0.08, 0.12],       # Gaussian noise std on [0,1]
@@ -24,16 +20,6 @@ LEVELS = {
     "darken": [1.3, 1.6, 2.0, 2.5, 3.2],            # gamma
 }
 DISTORTIONS = tuple(LEVELS)
-
-
-def jpeg_roundtrip(img: torch.Tensor, quality: int) -> torch.Tensor:
-    """3×H×W in [0,1] through the real JPEG codec (PIL/libjpeg) at ``quality``."""
-    arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
-    buf.seek(0)
-    out = np.asarray(Image.open(buf).convert("RGB"))
-    return torch.from_numpy(out.copy()).permute(2, 0, 1).float().div(255).to(img.device)
 
 
 def distort(img: torch.Tensor, kind: str, level: int, generator: torch.Generator) -> torch.Tensor:

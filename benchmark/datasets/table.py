@@ -8,18 +8,23 @@ disjoint by group (reference content), and MOS-stratified subsets.
   is sorted by MOS, cut into k equal-count bins, and the image nearest each bin's median MOS is kept
   (the Guardians benchmark uses 1000 MOS-stratified KonIQ images); with ``stratify = false`` k images
   spread evenly in file order.
+
+Every image must lie in the dataset folder: a score-table row naming an absolute or ``../`` path or a
+symbolic link out of its folder, and a row repeating an image, are errors naming the table and line.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..images import read_image
+from ..params import expect_dir
 from .base import Dataset, Sample
 
 Split = Literal["all", "train", "test"]
@@ -33,19 +38,58 @@ class Entry:
     group: str
 
 
+def within(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies inside ``root`` once symbolic links are followed (of the file or of a folder
+    on its way): absolute names, ``../`` escapes and links out of ``root`` are outside."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # unresolvable, e.g. a symbolic-link loop
+        return False
+
+
+def inside(root: Path, name: str) -> Path | None:
+    """``root / name`` when it lies inside ``root`` (see :func:`within`), else None: a score table never
+    makes the benchmark read a file outside its dataset."""
+    path = Path(root) / name
+    return path if within(path, root) else None
+
+
+def in_dataset(path: Path, root: Path) -> bool:
+    """Whether a database's file lies in its folder: lexically under ``root`` (no absolute or ``../``
+    escape), and, if the file is a symbolic link, pointing inside ``root`` or its own folder. Folders of the
+    official layout may themselves be links (a database kept on another disk)."""
+    norm = Path(os.path.normpath(os.path.abspath(path)))
+    if not norm.is_relative_to(os.path.normpath(os.path.abspath(root))):
+        return False
+    return not norm.is_symlink() or within(norm, root) or within(norm, norm.parent)
+
+
+def outside_error(table: Path, line: int, name: str, root: Path) -> DataError:
+    return DataError(f"{table}, line {line}: image {name!r} lies outside the dataset folder {root} (an absolute "
+                     "or '../' path, or a symbolic link out of it); refused")
+
+
 def csv_entries(table: Path, folder: Path, name_col: str, mos_col: str, group_col: str | None = None) -> list[Entry]:
-    """Entries from a CSV score table; a bad row is an error naming the file and line."""
+    """Entries from a CSV score table; a bad row, an image outside ``folder`` or a repeated image is an
+    error naming the file and line."""
     import csv
 
-    out = []
+    out, seen = [], {}
     with table.open(newline="", encoding="utf-8-sig") as fh:
         for line, row in enumerate(csv.DictReader(fh), start=2):
             try:
                 name = row[name_col]
-                out.append(Entry(name, folder / name, float(row[mos_col]), row[group_col] if group_col else name))
+                entry = Entry(name, folder / name, float(row[mos_col]), row[group_col] if group_col else name)
             except (KeyError, TypeError, ValueError) as exc:
                 cols = "/".join(c for c in (name_col, group_col, mos_col) if c)
                 raise DataError(f"{table}, line {line}: cannot read {cols} ({exc!r})") from None
+            if inside(folder, name) is None:
+                raise outside_error(table, line, name, folder)
+            if name in seen:
+                raise DataError(f"{table}, line {line}: image {name!r} is listed again (first on line {seen[name]}); "
+                                "each image must appear once")
+            seen[name] = line
+            out.append(entry)
     return out
 
 
@@ -79,6 +123,13 @@ def stratified(entries: list[Entry], k: int) -> list[Entry]:
 class TableDataset(Dataset):
     """A database described by a list of entries; subclasses read their official files in ``entries()``."""
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
+        expect_dir(params, "root")
+        if not 0 < params.get("train_fraction", 0.8) < 1:
+            raise ConfigError(f"expected 0 < train_fraction < 1, got {params['train_fraction']:g}", key="train_fraction")
+        return super().check_params(params, base)
+
     def __init__(self, root: Path, split: Split = "all", train_fraction: float = 0.8, seed: int = 0,
                  limit: int | None = None, stratify: bool = True):
         if not Path(root).is_dir():
@@ -89,6 +140,10 @@ class TableDataset(Dataset):
         entries = self.entries()
         if not entries:
             raise DataError(f"{type(self).__name__}: no images listed under {root}")
+        for e in entries:
+            if not in_dataset(e.path, self.root):
+                raise DataError(f"{type(self).__name__}: image {e.image_id!r} ({e.path}) lies outside the dataset "
+                                f"folder {root} (a '../' path or a symbolic link out of it); refused")
         keep = split_groups([e.group for e in entries], split, train_fraction, seed)
         entries = [e for e in entries if e.group in keep]
         if limit is not None and limit < len(entries):

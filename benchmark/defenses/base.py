@@ -1,9 +1,20 @@
 """The defense contract: an ``nn.Module`` with ``forward(x, *, generator=None) -> x_purified``.
 
-Capabilities are attributes: ``stochastic`` (uses the generator; the runner gives the clean and the
-attacked branch the same seed), ``differentiable`` (gradients flow through it), and for
-non-differentiable defenses ``surrogate(x)``, the differentiable approximation BPDA backpropagates
-through (identity by default, as in Athalye et al. 2018).
+Every capability the harness reads is declared here, with its default (subclasses override the
+attribute, never the harness a name):
+
+- ``stochastic`` (False): uses the generator; the runner gives the clean and the attacked branch the same
+  seed, so ``D(x)`` and ``D(x')`` use the same draws.
+- ``differentiable`` (True): gradients flow through it; otherwise adaptive attacks use ``surrogate(x)``,
+  the differentiable approximation BPDA backpropagates through (identity by default, Athalye et al. 2018).
+- ``baseline`` (False): the defense is the undefended reference (``identity``), shown as the reference
+  row of reports and never ranked.
+- ``wraps_metric`` (False): the defense scores through the metric itself (randomised smoothing):
+  the runner calls ``score(metric, x, generator=...) -> (scores, certificates)`` instead of purifying.
+- ``changes_geometry`` (False): the defense moves pixels (flip, crop, rotation, a resize to another
+  size); ``align(x, generator=...)`` brings the clean image into its output's geometry, with the same
+  random draws as ``forward`` given a generator in the same state, so full-reference quality can be
+  measured against ``A(x)`` as well as against ``x`` (formulas.md §3).
 """
 from __future__ import annotations
 
@@ -14,6 +25,9 @@ from torch import nn
 class Defense(nn.Module):
     stochastic: bool = False
     differentiable: bool = True
+    baseline: bool = False
+    wraps_metric: bool = False
+    changes_geometry: bool = False
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -21,3 +35,36 @@ class Defense(nn.Module):
     def surrogate(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable stand-in used by BPDA for non-differentiable defenses (identity by default)."""
         return x
+
+    def score(self, metric, x: torch.Tensor, *, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, list[dict]]:
+        """B scores of the defended metric and one certificate dict per image (``wraps_metric`` defenses).
+
+        Certificate keys other than ``smoothed`` become record columns (``cert_lo``, ``cert_hi``, ...)."""
+        raise NotImplementedError(f"{type(self).__name__} does not score through the metric (wraps_metric is False)")
+
+    def align(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``A(x)``: the clean image in the geometry of ``forward``'s output, drawn as ``forward`` draws
+        from a generator in the same state (the identity for defenses that do not move pixels)."""
+        return x
+
+
+class GeometricDefense(Defense):
+    """A defense that is a pure geometric transform (flip, crop, rotation): ``draw`` takes its random
+    parameters from the generator once, ``apply`` moves the pixels. ``forward`` and ``align`` are the same
+    transform, ``A(x) = D(x)``, so given generators in the same state they make identical draws."""
+
+    changes_geometry = True
+
+    def draw(self, x: torch.Tensor, generator: torch.Generator | None):
+        """The transform's random parameters for the batch ``x`` (None for a deterministic transform)."""
+        return None
+
+    def apply(self, x: torch.Tensor, params) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.apply(x, self.draw(x, generator))
+
+    def align(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.apply(x, self.draw(x, generator))

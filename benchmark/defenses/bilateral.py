@@ -1,13 +1,15 @@
 """Bilateral filter as a purifier (Tomasi & Manduchi, ICCV 1998; used against adversarial examples by
 Xu et al.'s feature-squeezing line of work), via kornia. Edge-preserving smoothing; differentiable.
 
-Defaults: ``kernel = 5``, ``sigma_color = 0.1``, ``sigma_space = 1.5``.
+Defaults: ``kernel = 5``, ``sigma_color = 0.1``, ``sigma_space = 1.5``. Ranges: ``kernel`` odd within 3..63,
+``sigma_color`` in (0, 100], ``sigma_space`` in (0, 10] pixels.
 """
 from __future__ import annotations
 
 import kornia
 import torch
 
+from ..params import MAX_BLUR_SIGMA, MAX_KERNEL, within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -18,8 +20,9 @@ class Bilateral(Defense):
 
     def __init__(self, kernel: int = 5, sigma_color: float = 0.1, sigma_space: float = 1.5):
         super().__init__()
-        if kernel < 3 or kernel % 2 == 0 or sigma_color <= 0 or sigma_space <= 0:
-            raise ValueError("need an odd kernel >= 3 and positive sigmas")
+        within("kernel", kernel, 3, MAX_KERNEL, integer=True, odd=True)
+        within("sigma_color", sigma_color, 0, 100.0, lo_open=True)
+        within("sigma_space", sigma_space, 0, MAX_BLUR_SIGMA, lo_open=True)
         self.kernel, self.sigma_color, self.sigma_space = kernel, sigma_color, sigma_space
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

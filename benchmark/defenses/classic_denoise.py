@@ -4,12 +4,16 @@
   by ``skimage.restoration.estimate_sigma``, 5×5 patches, 6-pixel search distance (scikit-image's example).
 - ``tv``: total-variation denoising (Rudin, Osher, Fatemi 1992; Chambolle 2004), ``weight = 0.05``;
   a purifier of Guo et al., ICLR 2018.
+
+Ranges: ``h_factor`` in (0, 100], ``patch_size`` and ``patch_distance`` within 1..31 pixels,
+``weight`` in (0, 100].
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ..params import within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -30,8 +34,9 @@ class NonLocalMeans(Defense):
 
     def __init__(self, h_factor: float = 0.8, patch_size: int = 5, patch_distance: int = 6):
         super().__init__()
-        if h_factor <= 0 or patch_size < 1 or patch_distance < 1:
-            raise ValueError("need h_factor > 0, patch_size >= 1, patch_distance >= 1")
+        within("h_factor", h_factor, 0, 100.0, lo_open=True)
+        within("patch_size", patch_size, 1, 31, integer=True)
+        within("patch_distance", patch_distance, 1, 31, integer=True)
         self.h_factor, self.patch_size, self.patch_distance = h_factor, patch_size, patch_distance
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -52,8 +57,7 @@ class TotalVariation(Defense):
 
     def __init__(self, weight: float = 0.05):
         super().__init__()
-        if weight <= 0:
-            raise ValueError(f"weight must be positive, got {weight}")
+        within("weight", weight, 0, 100.0, lo_open=True)
         self.weight = weight
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -5,7 +5,8 @@ Randomized Smoothing", ICML 2019), the classification baseline the IQA certifica
 ``p̲_A`` of its probability at ``1 - alpha`` and the certified L2 radius ``R = σ Φ⁻¹(p̲_A)``; abstain if
 ``p̲_A ≤ ½``. The smoothed score is the centre of the top bin.
 
-Defaults: ``sigma = 0.12``, ``bins = 10``, ``n0 = 20``, ``n = 100``, ``alpha = 0.001``.
+Defaults: ``sigma = 0.12``, ``bins = 10``, ``n0 = 20``, ``n = 100``, ``alpha = 0.001``. Ranges: ``sigma`` in
+(0, 10], ``bins`` within 2..10⁴, ``n0 + n`` at most 10⁶, ``alpha`` in [10⁻¹², 1).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from ..certify import cohen_certificate
+from ..params import MAX_SAMPLES, within
 from ..registry import DEFENSES
 from .median_smoothing import MedianSmoothing
 
@@ -23,9 +25,13 @@ class CohenSmoothing(MedianSmoothing):
 
     def __init__(self, sigma: float = 0.12, bins: int = 10, n0: int = 20, n: int = 100, alpha: float = 0.001,
                  sample_batch: int = 50):
+        within("bins", bins, 2, 10_000, integer=True)
+        within("n0", n0, 1, MAX_SAMPLES, integer=True)
+        within("n", n, 1, MAX_SAMPLES, integer=True)
+        if n + n0 > MAX_SAMPLES:
+            raise ValueError(f"n + n0 (the noisy samples per image) must be at most {MAX_SAMPLES}, got {n + n0}")
+        within("alpha", alpha, 1e-12, 1, hi_open=True)  # 1 - alpha stays below 1 in floating point
         super().__init__(sigma=sigma, radius=0.0, n=n + n0, confidence=1 - alpha, sample_batch=sample_batch)
-        if bins < 2 or n0 < 1 or n < 1:
-            raise ValueError("need bins >= 2, n0 >= 1, n >= 1")
         self.bins, self.n0, self.alpha = bins, n0, alpha
 
     def score(self, metric, x: torch.Tensor, *, generator: torch.Generator | None = None

@@ -1,7 +1,7 @@
 """Denoised median smoothing (DMS, the "Stochastic BIQA" method), formulas.md §5:
 ``G(x) = median_ε f(Den(clip01(x + ε)))`` with a convolutional denoiser ``Den`` trained on noisy images at
 the smoothing σ with a reconstruction loss plus a ranking loss on the metric's outputs
-(``python -m benchmark.defenses.train_denoiser``), so the smoothed metric keeps the rank order of the
+(``python -m benchmark.training.denoiser``), so the smoothed metric keeps the rank order of the
 reference scores that plain median smoothing loses. The certificate is the same as median smoothing's:
 the denoiser is part of the smoothed function.
 

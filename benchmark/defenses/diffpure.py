@@ -3,7 +3,8 @@ ICML 2022), formulas.md §6: diffuse the image to ``t*``, ``x_t* = √ᾱ_t* x +
 [-1, 1]), then run the reverse process from ``t*`` to 0 with a pretrained diffusion model.
 
 The model is a local directory in the ``diffusers`` format: ``unet/`` (a ``UNet2DModel``) and
-``scheduler/`` (a ``DDPMScheduler``), as written by ``save_pretrained`` (nothing is downloaded). Images
+``scheduler/`` (a ``DDPMScheduler``), as written by ``save_pretrained`` (nothing is downloaded); OpenAI's
+guided-diffusion (ADM) checkpoints convert to one with ``python -m benchmark.tools.convert_adm``. Images
 are resized to the UNet's ``sample_size`` and back. Presets of the IQA literature: ``t*`` ∈ {5, 10, 20,
 30, 50} of 1000. Stochastic (noise from the run's generator); not differentiated through: full gradients
 through the reverse chain are memory-hungry, so BPDA uses the identity and EOT averages the randomness.
@@ -17,24 +18,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import MissingWeightsError
+from ..params import MAX_STEPS, within
 from ..registry import DEFENSES
 from .base import Defense
-
-
-def load_pipeline_parts(model_dir: Path):
-    try:
-        from diffusers import DDPMScheduler, UNet2DModel
-    except ImportError:
-        raise MissingWeightsError("diffpure", "the diffusers package", "pip install -e \".[diffpure]\"") from None
-    for sub in ("unet", "scheduler"):
-        if not (model_dir / sub).is_dir():
-            raise MissingWeightsError("diffpure", str(model_dir / sub),
-                                      "expected a diffusers model directory with unet/ and scheduler/ "
-                                      "(as written by UNet2DModel/DDPMScheduler.save_pretrained)")
-    unet = UNet2DModel.from_pretrained(model_dir / "unet", local_files_only=True)
-    scheduler = DDPMScheduler.from_pretrained(model_dir / "scheduler", local_files_only=True)
-    return unet.eval(), scheduler
+from .diffusion_model import load_ddpm, model_output
 
 
 @DEFENSES.register("diffpure")
@@ -46,13 +33,12 @@ class DiffPure(Defense):
 
     def __init__(self, model_dir: Path, t_star: int = 10):
         super().__init__()
-        self.unet, self.scheduler = load_pipeline_parts(Path(model_dir))
+        within("t_star", t_star, 0, MAX_STEPS, integer=True)  # checked against the model's schedule below
+        self.unet, self.scheduler = load_ddpm(Path(model_dir), "diffpure")
         steps = self.scheduler.config.num_train_timesteps
         if not 0 <= t_star < steps:
             raise ValueError(f"t_star must be within [0, {steps}), got {t_star}")
         self.t_star = t_star
-        for p in self.unet.parameters():
-            p.requires_grad_(False)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -65,7 +51,7 @@ class DiffPure(Defense):
         noise = torch.randn(z.shape, generator=generator, device="cpu").to(x.device)
         z = self.scheduler.add_noise(z, noise, t)
         for step in range(self.t_star, -1, -1):
-            eps = self.unet(z, step).sample
+            eps = model_output(self.unet, z, step, self.scheduler)
             # DDPM's posterior noise, drawn from the run's generator for reproducibility
             z = self.scheduler.step(eps, step, z, generator=generator).prev_sample
         out = ((z.clamp(-1, 1) + 1) / 2)

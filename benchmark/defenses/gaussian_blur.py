@@ -1,12 +1,14 @@
 """Gaussian blur as a purifier (one of the filters of the Guardians and purification benchmarks), via kornia.
 
-Default ``sigma = 1.0`` pixel; the kernel covers ±3σ. Differentiable.
+Default ``sigma = 1.0`` pixel, within (0, 10] (the kernel covers ±3σ and must fit a 32-pixel image).
+Differentiable.
 """
 from __future__ import annotations
 
 import torch
 
 from ..images import gaussian_blur
+from ..params import MAX_BLUR_SIGMA, within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -17,8 +19,7 @@ class GaussianBlur(Defense):
 
     def __init__(self, sigma: float = 1.0):
         super().__init__()
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+        within("sigma", sigma, 0, MAX_BLUR_SIGMA, lo_open=True)
         self.sigma = sigma
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

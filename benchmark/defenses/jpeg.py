@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from ..datasets.distortions import jpeg_roundtrip
+from ..images import jpeg_roundtrip
 from ..registry import DEFENSES
 from .base import Defense
 

@@ -1,12 +1,14 @@
 """Median filtering as a purifier (Xu, Evans, Qi, "Feature Squeezing", NDSS 2018), via kornia.
 
-Default ``kernel = 3``. Differentiable almost everywhere (the gradient flows to the selected pixels).
+Default ``kernel = 3`` (odd, within 3..63). Differentiable almost everywhere (the gradient flows to the
+selected pixels).
 """
 from __future__ import annotations
 
 import kornia
 import torch
 
+from ..params import MAX_KERNEL, within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -17,8 +19,7 @@ class MedianFilter(Defense):
 
     def __init__(self, kernel: int = 3):
         super().__init__()
-        if kernel < 3 or kernel % 2 == 0:
-            raise ValueError(f"median kernel must be an odd integer >= 3, got {kernel}")
+        within("kernel", kernel, 3, MAX_KERNEL, integer=True, odd=True)
         self.kernel = kernel
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

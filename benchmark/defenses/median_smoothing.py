@@ -9,16 +9,119 @@ draw ``clip01(x + ε)``, so EOT over it attacks the smoothed model.
 
 Defaults: ``sigma = 0.12``, ``radius = 0.05``, ``confidence = 0.999`` (the public IQA code), ``n = 100``
 (the public code uses 1000: set ``n = 1000`` on a GPU; with 100 samples the certified order statistics
-are y_(20) and y_(81) instead of y_(293) and y_(708) of 1000, a wider interval), ``sample_batch = 50``.
+are y_(20) and y_(81) instead of y_(293) and y_(708) of 1000, a wider interval), ``sample_batch = None``.
+Ranges: ``sigma`` in (0, 10], ``radius`` in [0, √3·4096] (L2 on [0, 1] images), ``n`` and ``sample_batch``
+within 1..10⁶, ``confidence`` in (0, 1).
+
+``sample_batch`` is the number of noisy copies per forward pass of the metric. ``None`` (default) tunes
+it once per (metric, defense class, device, image shape) in this process: the first chunks of real
+samples try 1, 2, 4, … (up to 64 on a CPU, 512 on a GPU, stopping past the peak or at an out-of-memory
+error) and the fastest per sample is kept (the bare metric's best batched throughput is the yardstick:
+``benchmarks/smoothing_throughput.py``). The noise is drawn in blocks of ``NOISE_BLOCK = 50`` samples
+whatever the forward batch (the draws of the former default ``sample_batch = 50``), so the scores and
+certificates do not depend on the batch chosen.
 """
 from __future__ import annotations
+
+import logging
+import time
+import weakref
 
 import numpy as np
 import torch
 
 from ..certify import median_certificate
+from ..params import MAX_L2, MAX_NOISE_SIGMA, MAX_SAMPLES, within
 from ..registry import DEFENSES
 from .base import Defense
+
+log = logging.getLogger(__name__)
+
+NOISE_BLOCK = 50  # noisy copies per draw from the generator, whatever the forward batch
+TUNE_REPEATS = 2  # timed chunks per candidate batch size (after one warm-up chunk)
+TUNE_CANDIDATES = {"cpu": (1, 2, 4, 8, 16, 32, 64), "cuda": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
+PAST_PEAK = 1.25  # stop trying larger batches once one is this much slower per sample than the best
+
+
+class NoiseStream:
+    """Gaussian noise for the ``n`` samples of one image, drawn in blocks of :data:`NOISE_BLOCK` samples and
+    handed out in chunks of any size: the k-th sample's noise is the same whatever the chunking."""
+
+    def __init__(self, draw, img: torch.Tensor, n: int, generator: torch.Generator | None):
+        self.draw, self.img, self.left, self.generator = draw, img, n, generator
+        self.buffer: torch.Tensor | None = None
+        self.last: torch.Tensor | None = None
+
+    def take(self, k: int) -> torch.Tensor:
+        while self.buffer is None or self.buffer.shape[0] < k:
+            b = min(NOISE_BLOCK, self.left)
+            if b <= 0:
+                raise RuntimeError("more noisy samples asked for than n")
+            block = self.draw(self.img.expand(b, *self.img.shape), self.generator)
+            self.left -= b
+            self.buffer = block if self.buffer is None or not len(self.buffer) else torch.cat([self.buffer, block])
+        self.last, self.buffer = self.buffer[:k], self.buffer[k:]
+        return self.last
+
+    def unread_last(self) -> None:
+        """Give the last chunk back (its forward pass failed and is retried in smaller chunks)."""
+        self.buffer, self.last = torch.cat([self.last, self.buffer]), None
+
+
+class BatchTuner:
+    """Tries forward batch sizes on real samples (no extra work) and settles on the fastest per sample."""
+
+    def __init__(self, candidates: tuple[int, ...]):
+        self.candidates, self.i, self.warm = list(candidates), 0, False
+        self.times: dict[int, list[float]] = {}
+        self.chosen: int | None = None
+
+    def next_batch(self, n: int) -> int:
+        if self.chosen is None and self.warm and self.candidates[self.i] > n:
+            self._choose()  # this defense's n cannot measure the larger candidates
+        return self.chosen or min(self.candidates[self.i], n)
+
+    def record(self, k: int, seconds: float) -> None:
+        if self.chosen is not None or k != self.candidates[self.i]:
+            return  # a chunk cut short by the end of the image measures nothing
+        if not self.warm:
+            self.warm = True
+            return
+        self.times.setdefault(k, []).append(seconds / k)
+        if len(self.times[k]) < TUNE_REPEATS:
+            return
+        best = min(min(v) for v in self.times.values())
+        if min(self.times[k]) > PAST_PEAK * best or self.i + 1 == len(self.candidates):
+            self._choose()
+        else:
+            self.i += 1
+
+    def too_big(self, k: int) -> None:
+        """``k`` samples did not fit in memory: settle among the smaller ones."""
+        self.candidates = [c for c in self.candidates if c < k] or [1]
+        self.i = min(self.i, len(self.candidates) - 1)
+        if self.times:
+            self._choose()
+
+    def _choose(self) -> None:
+        self.chosen = min(self.times, key=lambda b: min(self.times[b])) if self.times else self.candidates[0]
+        log.info("median smoothing: %d noisy samples per forward pass (%s)", self.chosen,
+                 ", ".join(f"{b}: {1e3 * min(t):.2f} ms/sample" for b, t in sorted(self.times.items())))
+
+
+_TUNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # metric -> {(defense, device, shape): tuner}
+
+
+def tuner_for(metric, defense, img: torch.Tensor) -> BatchTuner:
+    """The in-process tuner of (metric, defense class, device, image shape), created on first use."""
+    try:
+        per_metric = _TUNERS.setdefault(metric, {})
+    except TypeError:  # a metric object that cannot be weakly referenced: one tuning per defense instance
+        per_metric = defense.__dict__.setdefault("_own_tuners", {})
+    key = (type(defense).__qualname__, str(img.device), tuple(img.shape), img.dtype)
+    if key not in per_metric:
+        per_metric[key] = BatchTuner(TUNE_CANDIDATES["cuda" if img.device.type == "cuda" else "cpu"])
+    return per_metric[key]
 
 
 @DEFENSES.register("median_smoothing")
@@ -30,18 +133,30 @@ class MedianSmoothing(Defense):
     wraps_metric = True
 
     def __init__(self, sigma: float = 0.12, radius: float = 0.05, n: int = 100, confidence: float = 0.999,
-                 sample_batch: int = 50):
+                 sample_batch: int | None = None):
         super().__init__()
-        if sigma <= 0 or radius < 0 or n < 1 or not 0 < confidence < 1 or sample_batch < 1:
-            raise ValueError("need sigma > 0, radius >= 0, n >= 1, 0 < confidence < 1, sample_batch >= 1")
+        within("sigma", sigma, 0, MAX_NOISE_SIGMA, lo_open=True)
+        within("radius", radius, 0, MAX_L2)
+        within("n", n, 1, MAX_SAMPLES, integer=True)
+        within("confidence", confidence, 0, 1, lo_open=True, hi_open=True)
+        if sample_batch is not None:
+            within("sample_batch", sample_batch, 1, MAX_SAMPLES, integer=True)
         self.sigma, self.radius, self.n, self.confidence = sigma, radius, n, confidence
         self.sample_batch = sample_batch
+        self._stream: NoiseStream | None = None  # set while samples() runs
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         """What runs between the noise and the metric (nothing for plain median smoothing)."""
         return x
 
-    def noisy(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def gaussian(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Standard normal noise of ``x``'s shape: the next samples of the image's noise stream inside
+        :meth:`samples`, else drawn from ``generator``."""
+        if self._stream is not None and x.shape[1:] == self._stream.img.shape:
+            return self._stream.take(x.shape[0])
+        return self.draw_gaussian(x, generator)
+
+    def draw_gaussian(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if x.device.type == "cpu" or generator is None:
             eps = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
         else:
@@ -50,20 +165,46 @@ class MedianSmoothing(Defense):
             # not bit-equal to a CPU run's draws.
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             eps = torch.randn(x.shape, generator=torch.Generator(device=x.device).manual_seed(seed), device=x.device)
-        return (x + self.sigma * eps).clamp(0, 1)
+        return eps
+
+    def noisy(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return (x + self.sigma * self.gaussian(x, generator)).clamp(0, 1)
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.denoise(self.noisy(x, generator))
 
+    def batch_scores(self, metric, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Metric scores of one noisy (and denoised) draw of each image of ``x``."""
+        return metric(self.forward(x, generator=generator))
+
     @torch.no_grad()
     def samples(self, metric, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """B×n metric scores of noisy (and denoised) copies of each image, in batches of ``sample_batch``."""
+        """B×n metric scores of noisy (and denoised) copies of each image, ``sample_batch`` (or the tuned
+        number) per forward pass; the noise comes from one :class:`NoiseStream` per image."""
         out = []
         for img in x:
-            ys = []
-            for start in range(0, self.n, self.sample_batch):
-                k = min(self.sample_batch, self.n - start)
-                ys.append(metric(self.forward(img.expand(k, *img.shape), generator=generator)).float().cpu())
+            ys, done = [], 0
+            tuner = tuner_for(metric, self, img) if self.sample_batch is None else None
+            self._stream = NoiseStream(self.draw_gaussian, img, self.n, generator)
+            try:
+                while done < self.n:
+                    k = self.sample_batch or tuner.next_batch(self.n)
+                    k = min(k, self.n - done)
+                    t0 = time.perf_counter()
+                    try:
+                        ys.append(self.batch_scores(metric, img.expand(k, *img.shape), generator).float().cpu())
+                    except torch.cuda.OutOfMemoryError:
+                        if tuner is None or tuner.chosen is not None or k == 1:
+                            raise
+                        self._stream.unread_last()
+                        tuner.too_big(k)
+                        torch.cuda.empty_cache()
+                        continue
+                    if tuner is not None:
+                        tuner.record(k, time.perf_counter() - t0)
+                    done += k
+            finally:
+                self._stream = None
             out.append(torch.cat(ys))
         return torch.stack(out)
 

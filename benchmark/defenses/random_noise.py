@@ -1,11 +1,12 @@
 """Additive random Gaussian noise as a purifier (the randomisation baseline of Liu et al., "Towards
 Robust Neural Networks via Random Self-ensemble", ECCV 2018, and of the purification benchmarks).
-Stochastic and differentiable. Default ``sigma = 0.03``.
+Stochastic and differentiable. Default ``sigma = 0.03``, within (0, 10] (images in [0, 1]).
 """
 from __future__ import annotations
 
 import torch
 
+from ..params import MAX_NOISE_SIGMA, within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -18,8 +19,7 @@ class RandomNoise(Defense):
 
     def __init__(self, sigma: float = 0.03):
         super().__init__()
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+        within("sigma", sigma, 0, MAX_NOISE_SIGMA, lo_open=True)
         self.sigma = sigma
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

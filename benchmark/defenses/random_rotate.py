@@ -1,7 +1,9 @@
 """Random rotation as a purifier (a geometric transform of the Guardians benchmark and of Xie et al.,
 ICLR 2018's randomisation defenses), via kornia: each image is rotated by an angle drawn uniformly from
 ``[-max_degrees, max_degrees]`` (the runner gives clean and attacked branches the same draw), reflect
-padding. Stochastic and differentiable. Default ``max_degrees = 10``.
+padding. Stochastic and differentiable. Default ``max_degrees = 10``. It changes geometry: ``align``
+rotates the clean image by the same angles (same draws), so full-reference quality can also be measured
+against the rotated clean image (formulas.md §3).
 """
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ import kornia
 import torch
 
 from ..registry import DEFENSES
-from .base import Defense
+from .base import GeometricDefense
 
 
 @DEFENSES.register("random_rotate")
-class RandomRotate(Defense):
+class RandomRotate(GeometricDefense):
     """Random rotation by up to ±max_degrees (kornia, reflect padding); default 10°."""
 
     stochastic = True
@@ -24,6 +26,10 @@ class RandomRotate(Defense):
             raise ValueError(f"max_degrees must be within (0, 180], got {max_degrees}")
         self.max_degrees = max_degrees
 
-    def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        angle = (torch.rand(x.shape[0], generator=generator) * 2 - 1) * self.max_degrees
+    def draw(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """One angle in degrees per image, uniform in [-max_degrees, max_degrees]."""
+        return (torch.rand(x.shape[0], generator=generator) * 2 - 1) * self.max_degrees
+
+    @staticmethod
+    def apply(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
         return kornia.geometry.transform.rotate(x, angle.to(x.device), padding_mode="reflection").clamp(0, 1)

@@ -2,7 +2,8 @@
 Randomization", ICLR 2018; the "resize ×½" row of the purification literature), via kornia.
 
 Default ``scale = 0.5``, ``interpolation = "bilinear"`` (antialiased on the way down). Differentiable.
-``scale > 1`` upscales first and then comes back down (the "upscale" purifier).
+``scale > 1`` upscales first and then comes back down (the "upscale" purifier). Its output has the
+input's size with every pixel in place, so it does not change geometry (``changes_geometry`` stays False).
 """
 from __future__ import annotations
 

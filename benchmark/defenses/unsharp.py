@@ -1,11 +1,13 @@
 """Unsharp masking as a purifier (a sharpening transform of the Guardians benchmark), via kornia:
-``x + amount · (x - blur(x))``. Differentiable. Defaults: ``sigma = 1.0``, ``amount = 1.0``.
+``x + amount · (x - blur(x))``. Differentiable. Defaults: ``sigma = 1.0`` (pixels, within (0, 10]),
+``amount = 1.0`` (within (0, 100]).
 """
 from __future__ import annotations
 
 import torch
 
 from ..images import gaussian_blur
+from ..params import MAX_BLUR_SIGMA, within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -16,8 +18,8 @@ class UnsharpMask(Defense):
 
     def __init__(self, sigma: float = 1.0, amount: float = 1.0):
         super().__init__()
-        if sigma <= 0 or amount <= 0:
-            raise ValueError("sigma and amount must be positive")
+        within("sigma", sigma, 0, MAX_BLUR_SIGMA, lo_open=True)
+        within("amount", amount, 0, 100.0, lo_open=True)
         self.sigma, self.amount = sigma, amount
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """The metric contract: an ``nn.Module`` mapping B×3×H×W images in [0,1] to B scores.
 
 Capabilities are attributes: ``lower_better`` (direction), ``score_range`` ``(lo, hi)`` (so ``r = |hi - lo|``
-in formulas.md §1), ``differentiable`` (gradients flow to the input), ``mode`` (``"NR"``).
+in formulas.md §1), ``differentiable`` (gradients flow to the input; when False the runner skips every
+attack that declares ``needs_gradient``, with the reason, and score-only attacks such as ``square`` still
+run), ``mode`` (``"NR"``).
 """
 from __future__ import annotations
 

@@ -15,12 +15,14 @@ on its own, no grey quantisation).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MissingWeightsError
+from ..params import expect_file, expect_range
 from ..registry import METRICS
 from .base import Metric, check_images
 
@@ -111,7 +113,14 @@ class CNNIQA(CNNIQAModel):
 
     lower_better = True
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
+        expect_file(params, "weights")
+        expect_range(params, "score_range")
+        return params
+
     def __init__(self, weights: Path, lower_better: bool = True, score_range: tuple[float, float] = (0.0, 100.0)):
+        expect_range({"score_range": score_range}, "score_range")
         super().__init__(in_channels=1)
         state = load_state(weights, "cnniqa", "Put the CNNIQA state dict (e.g. lidq92/CNNIQA's CNNIQA-LIVE) "
                                                "there or set 'weights' in the config")

@@ -1,7 +1,7 @@
 """The project's own default NR model, shipped in the package so the quickstart is meaningful offline.
 
 A colour variant of CNNIQA (Kang et al., CVPR 2014; see :mod:`benchmark.metrics.cnniqa`) trained by
-``python -m benchmark.metrics.train_default`` on graded synthetic distortions of scikit-image's training
+``python -m benchmark.training.default_model`` on graded synthetic distortions of scikit-image's training
 photographs, to predict ``100 · (MS-SSIM + FSIM) / 2`` against the pristine image. Higher is better,
 range [0, 100]. It is a small, honest stand-in for a learned NR-IQA model: see the model card
 ``weights/DEFAULT_MODEL_CARD.md`` for what it is and is not.
@@ -27,6 +27,6 @@ class DefaultModel(CNNIQAModel):
         super().__init__(in_channels=3)
         path = weights or WEIGHTS
         state = load_state(path, "default model", "Reinstall the package, or retrain it with "
-                                                  "`python -m benchmark.metrics.train_default`")
+                                                  "`python -m benchmark.training.default_model`")
         self.net.load_state_dict({k: v.float() for k, v in state.items()})
         self.eval()

@@ -5,19 +5,21 @@ and score range come from pyiqa's own metadata (``lower_better``, ``score_range`
 override for metrics whose range pyiqa leaves open. ``options`` are passed to ``pyiqa.create_metric``
 (e.g. ``pretrained_model_path``). Weights are looked up where pyiqa keeps them (``$TORCH_HOME/hub/pyiqa``
 and torch hub's checkpoints folder); when a file is missing and cannot be downloaded, a
-:class:`MissingWeightsError` names it and the place to put it, without network retries.
+:class:`MissingWeightsError` names it and the place to put it, without network retries. pyiqa unpickles
+checkpoints with ``torch.load(weights_only=False)``, so every file named in the config is first read
+with ``weights_only=True`` (``check_weights_file``) and refused if it holds anything but weights.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from ..errors import ConfigError, MissingWeightsError
+from ..errors import BenchmarkError, ConfigError, MissingWeightsError
+from ..params import expect_file, expect_range
 from ..registry import METRICS
+from ..weights import check_weights_file, offline_requested, weights_guard
 from .base import Metric, check_images
 
 
@@ -34,48 +36,6 @@ def parse_score_range(text: Any) -> tuple[float | None, float | None]:
     return tuple(float(b) if b else None for b in bounds)  # type: ignore[return-value]
 
 
-def offline_requested() -> bool:
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("BENCHMARK_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-@contextlib.contextmanager
-def weights_guard(metric: str, download: bool) -> Iterator[None]:
-    """Turn every weights download pyiqa or torchvision attempts into a clear MissingWeightsError.
-
-    Patches the two low-level downloaders (pyiqa's and torch hub's), which both receive the destination
-    file: exactly the path the user has to fill. Hugging Face is switched offline when downloads are off.
-    """
-    import pyiqa.utils.download_util as pyiqa_dl
-    import torch.hub as hub
-
-    originals = (pyiqa_dl.download_url_to_file, hub.download_url_to_file)
-
-    def wrap(orig):
-        def fetch(url, dst, *args, **kwargs):
-            hint = f"download {url} and put it there (or pass options.pretrained_model_path)"
-            if not download:
-                raise MissingWeightsError(f"pyiqa metric '{metric}'", str(dst), hint)
-            try:
-                return orig(url, dst, *args, **kwargs)
-            except Exception as exc:
-                raise MissingWeightsError(f"pyiqa metric '{metric}'", str(dst),
-                                          f"download failed ({type(exc).__name__}); {hint}") from None
-        return fetch
-
-    pyiqa_dl.download_url_to_file, hub.download_url_to_file = wrap(originals[0]), wrap(originals[1])
-    old_env = os.environ.get("HF_HUB_OFFLINE")
-    if not download:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        pyiqa_dl.download_url_to_file, hub.download_url_to_file = originals
-        if old_env is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old_env
-
-
 @METRICS.register("pyiqa")
 class PyIQAMetric(Metric):
     """A pyiqa metric by name (``metric = "niqe"``, ``"musiq"``, ``"psnr"``, ...), differentiable via ``as_loss``.
@@ -85,6 +45,51 @@ class PyIQAMetric(Metric):
     ``[lo, hi]``), ``download`` (try to download missing weights; off when ``HF_HUB_OFFLINE`` or
     ``BENCHMARK_OFFLINE`` is set).
     """
+
+    RESERVED_OPTIONS = ("as_loss", "loss_reduction", "device", "metric_name")  # set by the adapter itself
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
+        """``validate``: a known pyiqa name, a closed score range, and ``options.pretrained_model_path`` moved
+        to ``pretrained_model_path`` (resolved against the config's folder, then checked like it)."""
+        from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+        metric = params["metric"]
+        if metric not in DEFAULT_CONFIGS:
+            import difflib
+
+            close = difflib.get_close_matches(metric, DEFAULT_CONFIGS, n=3)
+            raise ConfigError(f"unknown pyiqa metric {metric[:60]!r}" + (f"; did you mean {close}?" if close else "")
+                              + " (python -m benchmark list metrics shows them)", key="metric")
+        if params.get("score_range") is None and None in parse_score_range(DEFAULT_CONFIGS[metric].get("score_range")):
+            raise ConfigError(f"pyiqa metric '{metric}' has an open score range "
+                              f"({DEFAULT_CONFIGS[metric].get('score_range')!r}); set score_range = [lo, hi]",
+                              key="score_range")
+        expect_range(params, "score_range")
+        options = dict(params.get("options") or {})
+        for k in cls.RESERVED_OPTIONS:
+            if k in options:
+                raise ConfigError(f"'{k}' is set by the benchmark; leave it out", key=f"options.{k}")
+        if "pretrained_model_path" in options:
+            if params.get("pretrained_model_path") is not None:
+                raise ConfigError("given twice: here and as pretrained_model_path; keep one",
+                                  key="options.pretrained_model_path")
+            given = options.pop("pretrained_model_path")
+            if not isinstance(given, str) or not given or "\0" in given:
+                raise ConfigError(f"expected a path (a string), got {given!r:.60}", key="options.pretrained_model_path")
+            path = Path(given).expanduser()
+            params["pretrained_model_path"] = path = (path if path.is_absolute() else base / path).resolve()
+            params["options"] = options or None
+            if not path.exists():
+                raise MissingWeightsError(f"pyiqa metric '{metric}'", str(path), key="options.pretrained_model_path")
+        expect_file(params, "pretrained_model_path")
+        path = params.get("pretrained_model_path")
+        if path is not None and Path(path).is_file():
+            try:
+                check_weights_file(Path(path), f"pyiqa metric '{metric}'", full=False)
+            except BenchmarkError as exc:
+                raise ConfigError(str(exc), key="pretrained_model_path") from None
+        return params
 
     def __init__(self, metric: str, pretrained_model_path: Path | None = None, options: dict | None = None,
                  score_range: tuple[float, float] | None = None, download: bool = True):
@@ -116,6 +121,12 @@ class PyIQAMetric(Metric):
                 raise MissingWeightsError(f"pyiqa metric '{metric}'", str(p),
                                           "options.pretrained_model_path points to a missing file")
             opts["pretrained_model_path"] = str(p)
+        # pyiqa unpickles checkpoints with weights_only=False: read every file the config names safely first
+        for k, v in opts.items():
+            named_by = k if k == "pretrained_model_path" and pretrained_model_path is not None else f"options.{k}"
+            for item in v if isinstance(v, (list, tuple)) else [v]:
+                if isinstance(item, (str, Path)) and Path(item).is_file():
+                    check_weights_file(Path(item), f"pyiqa metric '{metric}' ('{named_by}')")
         with weights_guard(metric, download and not offline_requested()):
             self.inner = pyiqa.create_metric(metric, as_loss=True, loss_reduction="none",
                                             device=torch.device("cpu"), **opts)

@@ -19,17 +19,33 @@ the config: ``lower_better`` and ``score_range``.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..errors import ConfigError, MissingWeightsError
+from ..params import expect_file, expect_range
 from ..registry import METRICS
 from .base import Metric, check_images
 
+_FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+
 
 class _Wrapped(Metric):
+    @classmethod
+    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
+        for key in ("path", "weights"):
+            expect_file(params, key)
+        expect_range(params, "score_range")
+        factory = params.get("factory")
+        if factory is not None and not _FACTORY.fullmatch(factory):
+            raise ConfigError(f"expected 'package.module:Class', got {factory[:80]!r}", key="factory")
+        return params
+
     def __init__(self, net: torch.nn.Module, lower_better: bool, score_range: tuple[float, float]):
+        expect_range({"score_range": score_range}, "score_range")
         super().__init__()
         self.net = net.eval()
         self.lower_better, self.score_range = lower_better, tuple(score_range)

@@ -7,7 +7,7 @@ built, and ``--probe`` finds out by building them offline): the architecture's `
 ``pretrained``/``pretrained_model_path`` options give the file pyiqa would download, looked up in
 pyiqa's cache (``$TORCH_HOME/hub/pyiqa``). Backbone weights that torchvision, timm or Hugging Face fetch
 for an architecture are not listed by pyiqa and are not checked here; a missing one is reported when
-the metric is built (:func:`benchmark.metrics.pyiqa_adapter.weights_guard`).
+the metric is built (:func:`benchmark.weights.weights_guard`).
 """
 from __future__ import annotations
 

@@ -5,10 +5,11 @@ from .html import render_html
 from .tables import write_tables
 
 
-def build_report(run_dir: Path) -> Path:
-    """Re-render every table and the HTML page of a run directory from its stored records."""
+def build_report(run_dir: Path, *, progress: bool = False) -> Path:
+    """Re-render every table and the HTML page of a run directory from its stored records (the summary is
+    computed once and shared by the tables and the page)."""
     records, summary = write_tables(run_dir)
-    return render_html(run_dir, summary, records)
+    return render_html(run_dir, summary, records, progress=progress)
 
 
 __all__ = ["build_report", "render_html", "write_tables"]

@@ -49,7 +49,7 @@ def certificate_panels(records: pd.DataFrame | None, max_images: int = 80) -> li
                           "y_clean": y(r.score_def), "y_adv": y(r.score_adv_def), "inside": bool(inside),
                           "title": f"{r.image_id}: interval [{r.cert_lo_clean:.4g}, {r.cert_hi_clean:.4g}], "
                                    f"s_D {r.score_def:.4g}, s'_D {r.score_adv_def:.4g}"})
-        panels.append({"label": " / ".join(str(k) for k in key), "marks": marks, "lo": lo, "hi": hi,
+        panels.append({"label": " / ".join(str(k) for k in key), "key": tuple(key), "marks": marks, "lo": lo, "hi": hi,
                        "n": len(marks), "n_inside": sum(m["inside"] for m in marks),
                        "box": {"x": LEFT, "y": TOP, "w": WIDTH, "h": HEIGHT}})
     return panels

@@ -1,6 +1,13 @@
-"""Tables of a run: per-image records and per-cell summaries as CSV, Parquet (with pyarrow) and Markdown."""
+"""Tables of a run: per-image records and per-cell summaries as CSV, Parquet (with pyarrow) and Markdown.
+
+Labels come from the config and image names from the dataset, so text cells are written inert: in the
+CSVs a text cell that a spreadsheet would take for a formula (it begins with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return) gets a leading ``'`` (numbers stay numbers); in summary.md HTML is escaped and
+``[``, ``|`` and line breaks are escaped, so no label becomes markup, an image or a link.
+"""
 from __future__ import annotations
 
+import html
 import importlib.util
 import logging
 from pathlib import Path
@@ -10,6 +17,7 @@ import pandas as pd
 from ..measures import summarize
 from ..records import load_records
 from ..store import atomic_write_text
+from .runinfo import complete_summary
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +29,49 @@ HEADLINE = ["dataset", "metric", "attack", "defense", "n_images", "abs_gain", "m
             "eot_samples"]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_columns(df: pd.DataFrame) -> list:
+    return [c for c in df.columns if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
+
+
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy in which text cells beginning like a spreadsheet formula get a leading ``'`` (OWASP CSV injection)."""
+    out = df.copy()
+    for c in _text_columns(out):
+        out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in FORMULA_START else v)
+    return out
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    """``df`` as CSV text, safe to open in a spreadsheet."""
+    return neutralise_formulas(df).to_csv(index=False)
+
+
+def markdown_cell(v: str) -> str:
+    """A text cell of a Markdown table that renders as the literal text: no HTML, link, image or column break."""
+    text = html.escape(v, quote=False).replace("\\", "\\\\").replace("[", "\\[").replace("|", "\\|")
+    return " ".join(text.splitlines())
+
+
+def markdown_text(df: pd.DataFrame, **kwargs) -> str:
+    """``df`` as a Markdown table (tabulate) whose text cells are escaped with :func:`markdown_cell`."""
+    shown = df.copy()
+    for c in _text_columns(shown):
+        shown[c] = shown[c].map(lambda v: markdown_cell(v) if isinstance(v, str) else v)
+    return shown.to_markdown(index=False, **kwargs) + "\n"
+
+
 def write_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_dir = Path(run_dir)
     records = load_records(run_dir)
-    summary = summarize(records)
+    summary = complete_summary(summarize(records), records, run_dir)  # + baseline flag, aligned PSNR means
     summary = summary[[c for c in HEADLINE if c in summary] + [c for c in summary if c not in HEADLINE]]
-    atomic_write_text(run_dir / "records.csv", records.to_csv(index=False))
-    atomic_write_text(run_dir / "summary.csv", summary.to_csv(index=False))
+    atomic_write_text(run_dir / "records.csv", csv_text(records))
+    atomic_write_text(run_dir / "summary.csv", csv_text(summary))
     shown = summary[[c for c in HEADLINE if c in summary]]
-    atomic_write_text(run_dir / "summary.md", shown.to_markdown(index=False, floatfmt=".4g") + "\n")
+    atomic_write_text(run_dir / "summary.md", markdown_text(shown, floatfmt=".4g"))
     if importlib.util.find_spec("pyarrow"):
         records.to_parquet(run_dir / "records.parquet.tmp", index=False)
         (run_dir / "records.parquet.tmp").replace(run_dir / "records.parquet")

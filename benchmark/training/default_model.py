@@ -1,6 +1,6 @@
 """Train the project's default NR model (colour CNNIQA) and write its weights and model card.
 
-    python -m benchmark.metrics.train_default [--epochs 40] [--live1 ../shared/data/live1-references]
+    python -m benchmark.training.default_model [--epochs 40] [--live1 ../shared/data/live1-references]
 
 Training data: scikit-image's training photographs (``synthetic`` dataset, ``split="train"``), each
 with all six distortions at all five levels plus the pristine image, labelled with
@@ -22,31 +22,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..datasets.distortions import DISTORTIONS, distort
-from ..datasets.synthetic import TEST_PHOTOS, TRAIN_PHOTOS, load_photo, seed_of, square
 from ..images import read_image
-from ..quality import reference_score
-from .cnniqa import CNNIQAModel, extract_patches, local_normalise
-from .default_model import WEIGHTS
+from ..metrics.cnniqa import CNNIQAModel, extract_patches, local_normalise
+from ..metrics.default_model import WEIGHTS
+from ..photos import TEST_PHOTOS, TRAIN_PHOTOS, load_photo
+from .trainset import build_set
 
-log = logging.getLogger("benchmark.train_default")
-
-
-def build_set(photos: dict[str, np.ndarray], size: int, levels: list[int],
-              distortions: tuple[str, ...] = DISTORTIONS) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = [], []
-    for name, arr in photos.items():
-        ref = square(arr, size)
-        variants = [("pristine", 0)] + [(d, lv) for d in distortions for lv in levels]
-        batch = []
-        for kind, lv in variants:
-            gen = torch.Generator().manual_seed(seed_of(name, kind, lv) % (2**63))
-            batch.append(ref if kind == "pristine" else distort(ref, kind, lv, gen))
-        batch_t = torch.stack(batch)
-        labels.append(reference_score(batch_t, ref.expand_as(batch_t)).float())
-        images.append(batch_t)
-        log.info("labelled %s (%d images)", name, len(batch))
-    return torch.cat(images), torch.cat(labels)
+log = logging.getLogger(__name__)
 
 
 def evaluate(model: CNNIQAModel, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -100,7 +82,7 @@ def model_card(meta: dict) -> str:
   six distortions (noise, blur, JPEG, contrast, saturation, darkening) at five levels, 288×288, random
   256×256 crops; L1 loss on every patch; Adam (lr {meta.get('lr', 1e-3)}), cosine schedule, {meta['epochs']}
   epochs, seed {meta['seed']}.
-- **Reproduce**: `python -m benchmark.metrics.train_default --epochs {meta['epochs']} --lr {meta.get('lr', 1e-3)}`
+- **Reproduce**: `python -m benchmark.training.default_model --epochs {meta['epochs']} --lr {meta.get('lr', 1e-3)}`
   ({meta['seconds']:.0f} s on the machine that trained it: {meta['machine']}, torch {meta['torch']}).
 
 ## Agreement with the target

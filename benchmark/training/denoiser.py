@@ -1,7 +1,7 @@
 """Train the denoiser of denoised median smoothing (the "Stochastic BIQA" method, formulas.md §5).
 
-    python -m benchmark.defenses.train_denoiser --metric default --sigma 0.12 --epochs 8 --out den.pt
-    python -m benchmark.defenses.train_denoiser --metric cnniqa --metric-param weights=path/CNNIQA-LIVE ...
+    python -m benchmark.training.denoiser --metric default --sigma 0.12 --epochs 8 --out den.pt
+    python -m benchmark.training.denoiser --metric cnniqa --metric-param weights=path/CNNIQA-LIVE ...
 
 Training images: scikit-image's training photographs (the ``synthetic`` dataset's ``split = "train"``)
 plus any reference photographs in ``--photos`` folders, each with graded distortions (levels 1, 3, 5 of
@@ -31,24 +31,22 @@ is written after every epoch; ``--resume`` continues from it.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import logging
 import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import coerce
-from ..registry import METRICS, constructor_params, load_builtin_plugins
 from ..datasets.distortions import DISTORTIONS
-from .denoiser import DnCNN, load_denoiser, save_denoiser
+from ..defenses.denoiser import DnCNN, load_denoiser, save_denoiser
+from ..registry import METRICS, constructor_params, load_builtin_plugins
+from .trainset import labelled_set, training_photos
 
-log = logging.getLogger("benchmark.train_denoiser")
+log = logging.getLogger(__name__)
 
 
 def ranking_loss(scores: torch.Tensor, targets: torch.Tensor, sign: int, scale: float) -> torch.Tensor:
@@ -89,48 +87,6 @@ def make_inputs(x: torch.Tensor, metric, kind: str, sigma: float, adv_eps: float
         return adv
     half = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
     return torch.where(half.view(-1, 1, 1, 1), noisy, adv)
-
-
-def training_photos(folders: list[Path]) -> dict[str, np.ndarray]:
-    """scikit-image's training photographs plus every image in ``folders`` (never the test photographs)."""
-    from ..datasets.folder import IMAGE_SUFFIXES
-    from ..datasets.synthetic import TEST_PHOTOS, TRAIN_PHOTOS, load_photo
-    from ..images import read_image
-
-    photos = {n: load_photo(n) for n in TRAIN_PHOTOS}
-    for folder in folders:
-        files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) \
-            if Path(folder).is_dir() else []
-        if not files:
-            raise SystemExit(f"--photos {folder}: no images found (expected a folder of {sorted(IMAGE_SUFFIXES)})")
-        for f in files:
-            if f.stem in TEST_PHOTOS:
-                raise SystemExit(f"--photos: {f} has the name of a test photograph; rename it or leave it out")
-            photos[f"{Path(folder).name}/{f.stem}"] = read_image(f)
-    return photos
-
-
-def labelled_set(photos: dict[str, np.ndarray], cache_dir: Path, distortions: tuple[str, ...]
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distorted, reference-scored training set at 256 pixels, cached in ``cache_dir`` (labelling costs
-    minutes: MS-SSIM and FSIM of every image), keyed by the photographs' names and pixels."""
-    from ..metrics.train_default import build_set
-    from ..store import atomic_write_bytes
-
-    h = hashlib.sha256(f"v1|256|1,3,5|{','.join(distortions)}".encode())
-    for name in sorted(photos):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(photos[name]).tobytes())
-    path = Path(cache_dir) / f"trainset-{h.hexdigest()[:16]}.pt"
-    if path.is_file():
-        log.info("labelled training set from %s", path)
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        return data["images"].float() / 255, data["targets"]
-    images, targets = build_set(photos, 256, [1, 3, 5], distortions)
-    buf = io.BytesIO()
-    torch.save({"images": (images * 255).round().to(torch.uint8), "targets": targets}, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return (images * 255).round() / 255, targets
 
 
 def random_crop(x: torch.Tensor, crop: int | None, gen: torch.Generator) -> torch.Tensor:

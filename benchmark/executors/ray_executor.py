@@ -1,0 +1,221 @@
+"""The ``ray`` executor: the matrix's independent stages on a Ray cluster (``run --executor ray``).
+
+Units of work are the ``clean`` stage of each (dataset, metric) pair, then each cell (attack, defended
+clean and defended attacked stages, through the runner's own ``_run_cell``). A cell is sent out once
+its pair's clean scores are stored and none of the stages it still needs is being computed by another
+unit, so a shared stage (an attack reused by every defense, a defense's clean branch reused by every
+attack) is computed exactly once, as in the local executor.
+
+Units run on a pool of actors (:class:`~benchmark.executors.worker.StageWorker`), each holding
+``num_cpus`` CPUs (and one GPU when ``run.device`` is CUDA) and keeping its last metric and dataset
+loaded; a unit goes preferably to an actor that already holds its pair. Workers return records and
+attacked images; the driver writes them through the run's ``RunStore``, so the run directory lives
+on the driver only. A worker process that dies is restarted (``max_restarts``) and its unit retried
+(``max_task_retries``, and ``retry_exceptions`` for errors outside the stage code, which records its
+own failures as the local executor does); a unit that still fails is recorded as failed.
+Seeds are content-keyed, so the records equal the local executor's for the same config: bit for bit
+when the local run uses as many torch threads as a worker (``cpus_per_worker``, 1), otherwise within
+float32 rounding (sums in another order). Unlike the local executor, the clean stage of a pair is
+computed even when every cell of the pair is skipped by capability (it costs one forward per image).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from ..errors import BenchmarkError, MissingWeightsError
+from ..runner import STAGES, stage_graph
+from .worker import StageWorker, Unit, spec_key
+
+if TYPE_CHECKING:
+    from ..runner import Cell, Runner
+
+log = logging.getLogger(__name__)
+INSTALL_HINT = "the ray executor needs Ray: pip install -e '.[ray]'"
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise BenchmarkError(INSTALL_HINT) from None
+    return ray
+
+
+def remote_exception(err: dict[str, Any]) -> Exception:
+    """A worker's setup error as the driver reports it: same type name and message as in-process."""
+    cls = MissingWeightsError if err["missing_weights"] else type(err["type"], (Exception,), {})
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, err["message"])
+    return exc
+
+
+@dataclass
+class _Job:
+    unit: Unit
+    cells: list  # the cells it finishes (none for a clean unit)
+    group: tuple[str, str]
+    claims: set[str] = field(default_factory=set)
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, *, cpus_per_worker: float = 1,
+                 max_retries: int = 3):
+        if workers is not None and workers < 1:
+            raise BenchmarkError(f"--ray-workers must be at least 1, got {workers}")
+        self.address, self.workers, self.cpus, self.max_retries = address, workers, cpus_per_worker, max_retries
+
+    # -- cluster ------------------------------------------------------------------------------
+    def _connect(self, ray) -> bool:
+        if ray.is_initialized():
+            return False
+        ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=True,
+                 **({} if self.address else {"include_dashboard": False}))
+        return True
+
+    def _actors(self, ray, runner: Runner, cells: list[Cell], n_units: int) -> tuple[Any, int]:
+        # every stage asks for the same resources (one GPU with a CUDA device), so one actor shape serves all
+        gpus = next(iter(stage_graph(cells, runner.cfg.run.device).values())).resources["num_gpus"]
+        total = ray.cluster_resources()
+        fit = int(total.get("GPU", 0) // gpus) if gpus else int(total.get("CPU", 1) // self.cpus)
+        n = max(1, min(self.workers or fit or 1, n_units))
+        if gpus and total.get("GPU", 0) < gpus:
+            raise BenchmarkError(f"run.device is {runner.cfg.run.device} but the Ray cluster has no GPU")
+        plugins = {str(p): Path(p).read_text() for p in runner.cfg.run.plugins}
+        actor_cls = ray.remote(StageWorker).options(num_cpus=self.cpus, num_gpus=gpus, max_restarts=self.max_retries,
+                                                  max_task_retries=self.max_retries)
+        make = lambda: actor_cls.remote(runner.cfg, str(runner.store.root), plugins, max(1, int(self.cpus)))  # noqa: E731
+        return make, n
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def execute(self, runner: Runner, cells: list[Cell]) -> int:
+        ray = require_ray()
+        todo = [c for c in cells if not runner._cell_done(c)]
+        self._stored = {c.keys[k] for c in cells for k in STAGES if runner.store.has(k, c.keys[k])}
+        jobs = self._jobs(todo, self._stored)
+        bar = tqdm(total=len(cells), desc="matrix (ray)", unit="cell", disable=not runner.progress)
+        bar.update(len(cells) - len(todo))
+        if not jobs:
+            bar.close()
+            return 0
+        started = self._connect(ray)
+        make, n = self._actors(ray, runner, todo, len(jobs))
+        actors = [make() for _ in range(n)]
+        held: list[tuple[str, str] | None] = [None] * n  # the (dataset, metric) pair each actor last ran
+        flight: dict[Any, tuple[int, _Job]] = {}
+        claimed: set[str] = set()
+        n_failed = 0
+        try:
+            while jobs or flight:
+                busy = {i for i, _ in flight.values()}
+                for i in (i for i in range(n) if i not in busy):
+                    job = self._pick(jobs, held[i], runner, claimed)
+                    if job is None:
+                        break
+                    jobs.remove(job)
+                    job.claims = self._fill(job, runner)
+                    claimed |= job.claims
+                    flight[actors[i].run.options(retry_exceptions=True).remote(job.unit)] = (i, job)
+                    held[i] = job.group
+                if not flight:
+                    raise RuntimeError("ray executor: no unit can start (a dependency cycle in the plan)")
+                ref = ray.wait(list(flight), num_returns=1)[0][0]
+                i, job = flight.pop(ref)
+                claimed -= job.claims
+                try:
+                    out = ray.get(ref)
+                except Exception as exc:  # the worker died more often than max_restarts, or a retried error
+                    log.error("ray unit of %s failed after retries: %s", job.unit.cell.labels(), exc)
+                    ray.kill(actors[i])
+                    actors[i], held[i] = make(), None
+                    n_failed += self._lost(runner, job, exc, jobs, bar)
+                    continue
+                n_failed += self._apply(runner, job, out, jobs, bar)
+        finally:
+            bar.close()
+            for a in actors:
+                ray.kill(a)
+            if started:
+                ray.shutdown()
+        return n_failed
+
+    @staticmethod
+    def _jobs(todo: list[Cell], stored: set[str]) -> list[_Job]:
+        """A clean unit per (dataset, metric) pair whose clean stage is not stored, then one unit per cell."""
+        jobs, seen = [], set()
+        for c in todo:
+            group = (spec_key(c.dataset), spec_key(c.metric))
+            if group not in seen and c.keys["clean"] not in stored:
+                jobs.append(_Job(Unit("clean", c), [], group))
+                seen.add(group)
+            jobs.append(_Job(Unit("cell", c), [c], group))
+        return jobs
+
+    def _open(self, job: _Job, runner: Runner) -> set[str]:
+        """Stage keys the job would compute: those neither stored nor failed."""
+        kinds = ("clean",) if job.unit.kind == "clean" else STAGES
+        keys = {job.unit.cell.keys[k] for k in kinds}
+        return {k for k in keys if k not in self._stored and k not in runner.failed}
+
+    def _pick(self, jobs: list[_Job], group, runner: Runner, claimed: set[str]) -> _Job | None:
+        """The first job that can start now, preferring the pair the actor already holds."""
+        first = None
+        for job in jobs:
+            clean = job.unit.cell.keys["clean"]
+            if job.unit.kind == "cell" and clean not in self._stored and clean not in runner.failed:
+                continue
+            if self._open(job, runner) & claimed:
+                continue
+            if job.group == group:
+                return job
+            first = first or job
+        return first
+
+    def _fill(self, job: _Job, runner: Runner) -> set[str]:
+        """Give the unit the stored stages it reads, and the failures it must not retry; returns its claims."""
+        c, unit, store = job.unit.cell, job.unit, runner.store
+        for kind in STAGES if unit.kind == "cell" else ():
+            if c.keys[kind] in self._stored:
+                unit.records[(kind, c.keys[kind])] = store.load(kind, c.keys[kind])
+        if unit.kind == "cell" and c.keys["attack"] in self._stored and c.keys["def_adv"] not in self._stored:
+            unit.tensors[("attack", c.keys["attack"])] = store.load_tensors("attack", c.keys["attack"])
+        unit.failed = dict(runner.failed)
+        return self._open(job, runner)
+
+    def _apply(self, runner: Runner, job: _Job, out: dict, jobs: list[_Job], bar) -> int:
+        """Write a finished unit's stages through the run's store; returns the cells it failed."""
+        for kind, key, record, tensors in out["saved"]:
+            runner.store.save(kind, key, record, tensors)
+            self._stored.add(key)
+        for key, record in out["errors"]:
+            runner.store.save_error(key, record)
+        runner.failed.update(out["failed"])
+        runner.skipped += [s for s in out["skipped"] if s not in runner.skipped]
+        if out["setup_error"]:  # the dataset or the metric could not be set up: as the local executor does
+            err, exc = out["setup_error"], remote_exception(out["setup_error"])
+            same = (lambda j: j.group[0] == job.group[0]) if err["what"] == "dataset" else (lambda j: j.group == job.group)
+            cells = job.cells + self._drop(jobs, same)
+            if err["what"] == "dataset":
+                return runner._fail_cells(cells, "dataset", exc, bar)
+            return runner.metric_unavailable(job.unit.cell.metric, cells, exc, bar)
+        bar.update(len(job.cells))
+        return 0 if out["ok"] or not job.cells else len(job.cells)
+
+    def _lost(self, runner: Runner, job: _Job, exc: Exception, jobs: list[_Job], bar) -> int:
+        """A unit that failed outside the stage code after every retry: its cells (all its pair's for a
+        clean unit) are recorded as failed."""
+        cells = job.cells or self._drop(jobs, lambda j: j.group == job.group)
+        return runner._fail_cells(cells, "worker", exc, bar) if cells else 0
+
+    @staticmethod
+    def _drop(jobs: list[_Job], which) -> list[Cell]:
+        """Remove the waiting jobs ``which`` selects; returns their cells."""
+        gone = [j for j in jobs if which(j)]
+        jobs[:] = [j for j in jobs if not which(j)]
+        return [c for j in gone for c in j.cells]

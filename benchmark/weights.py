@@ -1,0 +1,138 @@
+"""Weights files, in one place: reading checkpoints safely and turning missing downloads into clear errors.
+
+- :func:`save_checkpoint`: ``torch.save`` written atomically (UAP perturbations, denoisers, training sets).
+- :func:`load_checkpoint`: ``torch.load(weights_only=True, map_location="cpu")`` of a local file, so a
+  checkpoint yields tensors, numbers, strings and containers only, never arbitrary pickled objects; a
+  missing file is a :class:`MissingWeightsError` naming it and its release, a file that pickles Python
+  objects a :class:`CheckpointError` with a one-line re-save command.
+- :func:`check_weights_file`: the same check before a library (pyiqa) unpickles a user-named file without it.
+- :func:`weights_guard`: every download pyiqa or torch hub would attempt becomes a MissingWeightsError naming
+  the file to put in place (no network retries); :func:`offline_requested` reads ``HF_HUB_OFFLINE`` /
+  ``BENCHMARK_OFFLINE``.
+
+Used by the metrics (pyiqa adapter, released checkpoints) and the full-reference quality code (DISTS,
+FSIM, LPIPS).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .errors import BenchmarkError, MissingWeightsError
+from .store import atomic_write_bytes
+
+
+class CheckpointError(BenchmarkError):
+    """A weights file that exists but is not the expected checkpoint: names the file and what is wrong."""
+
+
+GENERIC_RESAVE = ("m = torch.load(SRC, weights_only=False); "
+                  "m = m.state_dict() if hasattr(m, 'state_dict') else m.get('state_dict', m); torch.save(m, DST)")
+
+
+def load_checkpoint(path: Path, what: str, release: str, resave: str = GENERIC_RESAVE) -> Any:
+    """``torch.load`` of a local file, safely; MissingWeightsError naming the file and the release if absent.
+
+    ``resave`` is the Python statement (with ``SRC``/``DST`` placeholders) suggested for re-saving a file
+    that pickles Python objects as plain tensors and numbers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingWeightsError(what, str(path), f"Download it from {release} and point 'weights' at it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if pickled is None:
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", text) or re.match(r"(.*)", text)
+            raise CheckpointError(f"{what}: {path} is not a readable torch checkpoint "
+                                  f"({type(exc).__name__}: {detail.group(1).strip()})") from None
+        cmd = resave.replace("SRC", repr(path.name)).replace("DST", repr(f"{path.stem}_plain.pt"))
+        raise CheckpointError(
+            f"{what}: {path} pickles Python objects ({pickled.group(1)}), so it does not load with "
+            "torch.load(weights_only=True). "
+            f"If you trust the file, re-save it as plain tensors and numbers: "
+            f"python -c \"import torch; {cmd}\"") from None
+
+
+def save_checkpoint(path: Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (temporary file + rename): never a half-written checkpoint."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def offline_requested() -> bool:
+    return any(os.environ.get(v, "") not in ("", "0") for v in ("BENCHMARK_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+@contextlib.contextmanager
+def weights_guard(metric: str, download: bool) -> Iterator[None]:
+    """Turn every weights download pyiqa or torchvision attempts into a clear MissingWeightsError.
+
+    Patches the two low-level downloaders (pyiqa's and torch hub's), which both receive the destination
+    file: exactly the path the user has to fill. Hugging Face is switched offline when downloads are off.
+    """
+    import pyiqa.utils.download_util as pyiqa_dl
+    import torch.hub as hub
+
+    originals = (pyiqa_dl.download_url_to_file, hub.download_url_to_file)
+
+    def wrap(orig):
+        def fetch(url, dst, *args, **kwargs):
+            hint = f"download {url} and put it there (or pass options.pretrained_model_path)"
+            if not download:
+                raise MissingWeightsError(f"pyiqa metric '{metric}'", str(dst), hint)
+            try:
+                return orig(url, dst, *args, **kwargs)
+            except Exception as exc:
+                raise MissingWeightsError(f"pyiqa metric '{metric}'", str(dst),
+                                          f"download failed ({type(exc).__name__}); {hint}") from None
+        return fetch
+
+    pyiqa_dl.download_url_to_file, hub.download_url_to_file = wrap(originals[0]), wrap(originals[1])
+    old_env = os.environ.get("HF_HUB_OFFLINE")
+    if not download:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        pyiqa_dl.download_url_to_file, hub.download_url_to_file = originals
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+
+
+def check_weights_file(path: Path, what: str, *, full: bool = True) -> None:
+    """Read a user-named file with ``torch.load(weights_only=True)`` before pyiqa unpickles it unrestricted;
+    a file holding anything but tensors, numbers, strings and containers is refused (CheckpointError).
+
+    MATLAB files (NIQE's parameters, read by scipy, which runs no code) pass: a file that begins with
+    ``MATLAB`` cannot be a valid pickle stream. ``full=False`` (for ``validate``) only disassembles the
+    pickle of a zip checkpoint (torch's static scan, no tensor is read) and loads other files in full.
+    """
+    with Path(path).open("rb") as fh:
+        head = fh.read(6)
+    if head == b"MATLAB":
+        return
+    if not full and head.startswith(b"PK\x03\x04"):
+        from torch.serialization import get_unsafe_globals_in_checkpoint
+
+        try:
+            unsafe = get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # noqa: BLE001 - opcodes the scan does not follow: decide by a full safe load
+            unsafe = None
+        if unsafe == []:
+            return
+        if unsafe:
+            raise CheckpointError(f"{what}: {path} is not a plain weights file: unpickling it would call "
+                                  f"{', '.join(sorted(unsafe)[:3])}, which could run any code; refused")
+    load_checkpoint(path, what, release="the metric's authors")

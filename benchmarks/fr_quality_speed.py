@@ -1,0 +1,98 @@
+"""Speed of the project's float32 PSNR / SSIM / MS-SSIM against pyiqa's (float64) on 256×256 batches.
+
+    python benchmarks/fr_quality_speed.py [--device cuda] [--batch 4] [--size 256] [--repeats 7] [--threads 1]
+
+pyiqa and the project's version are timed alternately (interleaved repeats, so load on a shared machine
+hits both alike); the figures are the ratios of their median wall-clock times and, on the CPU, of their
+median process CPU times (the steadier figure on a loaded machine), with the largest absolute difference
+of the scores. Writes benchmarks/results/fr_quality_speed.json with machine metadata.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import write_json  # noqa: E402
+
+from benchmark import quality  # noqa: E402
+
+
+def timed(fn, device: torch.device) -> tuple[float, float, torch.Tensor]:
+    """Wall-clock and process CPU seconds of one call, and its result."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def main() -> int:
+    import pyiqa
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=4, help="image pairs per call (the runner's default batch)")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fr_quality_speed.json")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(args.batch, 3, args.size, args.size, generator=g)
+    ref = torch.nn.functional.avg_pool2d(ref, 5, stride=1, padding=2, count_include_pad=False)
+    dist = (ref + 8 / 255 * torch.randn(ref.shape, generator=g).sign()).clamp(0, 1)
+    ref, dist = ref.to(device), dist.to(device)
+    ours = {"psnr": quality.psnr, "ssim": quality.ssim, "ms_ssim": quality.ms_ssim}
+    theirs = {name: pyiqa.create_metric(name, as_loss=False, device=device) for name in ours}
+
+    def pair_pyiqa():  # what pair_quality did before: pyiqa's three metrics on float32 inputs
+        return [theirs[n](dist, ref) for n in ours]
+
+    rows = []
+    cases = [(n, lambda n=n: theirs[n](dist, ref), lambda n=n: ours[n](dist, ref)) for n in ours]
+    cases.append(("pair_quality", pair_pyiqa, lambda: quality.pair_quality(dist, ref)))
+    with torch.no_grad():
+        for name, slow, fast in cases:
+            slow(), fast()  # warm-up
+            t_slow, t_fast, c_slow, c_fast = [], [], [], []
+            for _ in range(args.repeats):
+                dt, dc, a = timed(slow, device)
+                t_slow.append(dt), c_slow.append(dc)
+                dt, dc, b = timed(fast, device)
+                t_fast.append(dt), c_fast.append(dc)
+            if name == "pair_quality":
+                err = max(float((b[k].double() - a[i].reshape(-1).double().cpu()).abs().max())
+                          for i, k in enumerate(ours))
+            else:
+                err = float((b.double().cpu() - a.reshape(-1).double().cpu()).abs().max())
+            med = statistics.median
+            row = {"measure": name, "pyiqa_s": med(t_slow), "float32_s": med(t_fast),
+                   "speedup_wall": med(t_slow) / med(t_fast), "pyiqa_cpu_s": med(c_slow), "float32_cpu_s": med(c_fast),
+                   "speedup_cpu": med(c_slow) / max(med(c_fast), 1e-9), "max_abs_diff": err}
+            rows.append(row)
+            print(f"{name:12s} pyiqa {row['pyiqa_s'] * 1e3:8.1f} ms  float32 {row['float32_s'] * 1e3:8.1f} ms  "
+                  f"wall {row['speedup_wall']:6.1f}x  cpu-time {row['speedup_cpu']:6.1f}x  max |diff| {err:.1e}")
+    write_json(args.out, {"device": str(device), "batch": args.batch, "size": args.size, "repeats": args.repeats,
+                          "threads": torch.get_num_threads(),
+                          "load_average": list(os.getloadavg()), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

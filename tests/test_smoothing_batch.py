@@ -1,0 +1,103 @@
+"""Median smoothing's forward batch (fixed or tuned) does not change its noise draws, scores or certificates."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.certify import median_certificate
+from benchmark.defenses import median_smoothing as msm
+from benchmark.defenses.median_smoothing import BatchTuner, MedianSmoothing
+
+
+class TinyMetric(torch.nn.Module):
+    """A small non-linear score, so every noise draw shows in the output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        torch.nn.init.normal_(self.conv.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x):
+        return torch.tanh(self.conv(x)).mean(dim=(1, 2, 3)) * 50 + 50
+
+
+@torch.no_grad()
+def former_samples(ms: MedianSmoothing, metric, x, generator, batch: int = 50):
+    """The samples of the code before batch tuning: one draw of ``batch`` noisy copies per forward pass."""
+    out = []
+    for img in x:
+        ys = []
+        for start in range(0, ms.n, batch):
+            k = min(batch, ms.n - start)
+            eps = torch.randn((k, *img.shape), generator=generator)
+            ys.append(metric((img + ms.sigma * eps).clamp(0, 1)).float())
+        out.append(torch.cat(ys))
+    return torch.stack(out)
+
+
+def probe(x):
+    """A batch-size-invariant 'metric' (no reduction kernels): exposes the noise draws bit for bit."""
+    return x[:, 0, 0, 0] * 1000 + x[:, 1, -1, 2] + x[:, 2, 3, -1] * 1e-3
+
+
+@pytest.mark.parametrize("size", [24, 17])  # 3·17² is not a multiple of 16: torch's randn is then chunk-dependent
+def test_scores_do_not_depend_on_the_forward_batch(size):
+    metric = TinyMetric().eval()
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    draws = former_samples(MedianSmoothing(n=120), probe, x, torch.Generator().manual_seed(5))
+    want = former_samples(MedianSmoothing(n=120), metric, x, torch.Generator().manual_seed(5))
+    for batch in (None, 1, 7, 50, 64, 120):
+        ms = MedianSmoothing(n=120, sample_batch=batch)
+        # the noise is the same, bit for bit, whatever the batch ...
+        assert torch.equal(ms.samples(probe, x, torch.Generator().manual_seed(5)), draws), batch
+        # ... and a CNN's scores differ only by the rounding of its batched kernels
+        got = ms.samples(metric, x, torch.Generator().manual_seed(5))
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+        if batch == 50:
+            assert torch.equal(got, want)  # the former default: identical records
+    ms = MedianSmoothing(n=120, sample_batch=50)
+    scores, certs = ms.score(metric, x, generator=torch.Generator().manual_seed(5))
+    ref = [median_certificate(y, ms.radius, ms.sigma, ms.confidence) for y in want.numpy()]
+    assert certs == ref and np.allclose(scores.numpy(), [c["smoothed"] for c in ref])
+
+
+def test_tuner_tries_batches_on_real_samples_and_settles(monkeypatch):
+    metric = TinyMetric().eval()
+    x = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    calls = []
+    ms = MedianSmoothing(n=100)
+    orig = ms.batch_scores
+    monkeypatch.setattr(ms, "batch_scores", lambda m, xb, g: calls.append(len(xb)) or orig(m, xb, g))
+    ms.samples(metric, x, torch.Generator().manual_seed(0))
+    assert sum(calls) == 300  # no sample computed twice, none left out
+    tuner = msm.tuner_for(metric, ms, x[0])
+    assert tuner.chosen in TUNER_CPU and set(tuner.times) <= set(TUNER_CPU)
+    assert calls[:3] == [1, 1, 1]  # warm-up, then two timed chunks of each candidate
+    # a second defense instance on the same metric and shape reuses the tuned size at once
+    calls.clear()
+    ms2 = MedianSmoothing(n=100)
+    monkeypatch.setattr(ms2, "batch_scores", lambda m, xb, g: calls.append(len(xb)) or orig(m, xb, g))
+    ms2.samples(metric, x[:1], torch.Generator().manual_seed(0))
+    assert set(calls[:-1]) == {tuner.chosen}
+
+
+TUNER_CPU = msm.TUNE_CANDIDATES["cpu"]
+
+
+def test_tuner_rules():
+    t = BatchTuner((1, 2, 4, 8))
+    t.record(1, 9.0)                                     # warm-up: not counted
+    for b, per_sample in [(1, 1.0), (1, 1.0), (2, 0.5), (2, 0.6), (4, 0.4), (4, 0.45)]:
+        assert t.next_batch(100) == b
+        t.record(b, per_sample * b)
+    assert t.chosen is None and t.next_batch(100) == 8
+    t.record(8, 0.6 * 8), t.record(8, 0.6 * 8)           # past the peak (> 1.25 × 0.4): stop
+    assert t.chosen == 4 and t.next_batch(3) == 4
+    small = BatchTuner((1, 2, 4, 8))
+    small.record(1, 1.0), small.record(1, 0.5), small.record(1, 0.5)
+    assert small.next_batch(1) == 1 and small.chosen == 1  # n = 1 cannot try 2
+    oom = BatchTuner((1, 2, 4))
+    oom.record(1, 1.0), oom.record(1, 1.0), oom.record(1, 1.0), oom.record(2, 1.0), oom.record(2, 1.0)
+    oom.too_big(4)
+    assert oom.chosen == 2
