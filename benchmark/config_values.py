@@ -144,13 +144,10 @@ def coerce(value: Any, ann: Any, fname: str, key: str, base: Path) -> Any:
         item = args[0] if args else Any
         out = [coerce(v, item, fname, key, base) for v in value]
         return tuple(out) if origin is tuple else out
-    if ann is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise fail("a table")
-        return value
-    if ann is bool:
-        if not isinstance(value, bool):
-            raise fail("true or false")
+    plain = dict if (ann is dict or origin is dict) else ann if ann in (bool, str) else None
+    if plain is not None:  # a table, true or false, a string: taken as written once the type is right
+        if not isinstance(value, plain):
+            raise fail(type_name(plain))
         return value
     if ann is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -176,10 +173,6 @@ def coerce(value: Any, ann: Any, fname: str, key: str, base: Path) -> Any:
         if not math.isfinite(number):
             raise fail("a finite number")
         return number
-    if ann is str:
-        if not isinstance(value, str):
-            raise fail("a string")
-        return value
     if ann is Path:
         if not isinstance(value, str) or not value or "\0" in value:
             raise fail("a path (a non-empty string)")

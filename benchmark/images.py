@@ -1,5 +1,6 @@
 """Reading images and bringing them to the run's size policy; the image operations datasets and defenses
-share (Gaussian blur, a real-codec JPEG round trip, resizing back).
+share (Gaussian blur, a real-codec JPEG round trip, resizing back); grouping images into batches of one size
+(the stages and the report's recomputed images batch them alike).
 
 Conversion rules (documented in the README): grey -> RGB by repetition; RGBA/LA -> RGB composited on
 white; 16-bit -> 8-bit by rounding value/257 (grey through Pillow's I;16, colour through OpenCV, since
@@ -114,6 +115,18 @@ def apply_size_policy(x: torch.Tensor, size: tuple[int, int] | None, policy: str
         raise ValueError(f"unknown size policy {policy!r}")
     # Quantise to 8 bits so the prepared image is a real image file's content.
     return torch.round(out.clamp(0, 1) * 255) / 255
+
+
+def batches(items: list, batch_size: int) -> list[list]:
+    """Consecutive runs of same-sized images, at most ``batch_size`` long (``items``: tuples whose second
+    element is the 3×H×W image)."""
+    out: list[list] = []
+    for it in items:
+        if out and len(out[-1]) < batch_size and out[-1][0][1].shape == it[1].shape:
+            out[-1].append(it)
+        else:
+            out.append([it])
+    return out
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .schema import CELL, RECORD_LEAD
 from .store import RunStore
 
-ORDER = ["dataset", "metric", "attack", "defense", "image_id", "mos", "score", "score_adv", "score_def",
-         "score_adv_def"]
+ORDER = RECORD_LEAD   # the cell, the image and its four scores first; the other columns as the stages stored them
 
 
 def _frame(store: RunStore, kind: str, key: str) -> tuple[pd.DataFrame, dict] | None:
@@ -37,7 +37,7 @@ def load_records(run_dir: Path) -> pd.DataFrame:
             continue
         (clean, crec), (att, arec), (dc, drec), (da, _) = parts
         df = clean.merge(att, on="image_id").merge(dc, on="image_id").merge(da, on="image_id")
-        for col in ("dataset", "metric", "attack", "defense"):
+        for col in CELL:
             df[col] = cell[col]
         meta = crec["metric_meta"]
         df["lower_better"], df["range_lo"], df["range_hi"] = meta["lower_better"], meta["range_lo"], meta["range_hi"]

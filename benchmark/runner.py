@@ -33,7 +33,7 @@ from .attacks.adaptive import DefendedMetric
 from .config import MatrixConfig, PluginSpec
 from .datasets.base import spec_mos_lower_better
 from .errors import DataError, MissingWeightsError, NonFiniteScoreError
-from .images import apply_size_policy, resize_to, to_tensor
+from .images import apply_size_policy, batches, resize_to, to_tensor
 from .manifest import write_manifest
 from .quality import pair_quality
 from .seeds import seed_from
@@ -116,17 +116,6 @@ class Executor(Protocol):
     name: str
 
     def execute(self, runner: Runner, cells: list[Cell]) -> int: ...
-
-
-def batches(items: list, batch_size: int) -> list[list]:
-    """Consecutive runs of same-sized images, at most ``batch_size`` long."""
-    out: list[list] = []
-    for it in items:
-        if out and len(out[-1]) < batch_size and out[-1][0][1].shape == it[1].shape:
-            out[-1].append(it)
-        else:
-            out.append([it])
-    return out
 
 
 class Runner:
@@ -313,8 +302,12 @@ class Runner:
                       leave=False, disable=not self.progress):
             ids = [i for i, _, _ in b]
             x = torch.stack([x for _, x, _ in b]).to(self.device)
+            attack.last_scores = None
             x_adv = attack(target, x, generator=gen).detach()
-            scores = self._score(metric, x_adv, ids, "attacked")
+            # the attack's final forward pass already scored x' (non-adaptive: through f itself); reuse it
+            known = attack.last_scores if target is metric else None
+            scores = (self._check_finite(known, ids, "attacked") if known is not None and len(known) == len(ids)
+                      else self._score(metric, x_adv, ids, "attacked"))
             q = pair_quality(x_adv, x, lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
             diff = (x_adv - x).flatten(1)
             for j, i in enumerate(ids):

@@ -5,6 +5,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("BENCHMARK_OFFLINE", "1")
+if "BENCHMARK_CACHE_DIR" not in os.environ:  # synthetic labels cached per test session, not in ~/.cache
+    import tempfile
+
+    os.environ["BENCHMARK_CACHE_DIR"] = tempfile.mkdtemp(prefix="benchmark-cache-")
 
 import csv  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -48,18 +52,22 @@ def tiny_images(n: int = 6, size: int = 96) -> list[tuple[str, np.ndarray, float
     return out
 
 
-@pytest.fixture
-def image_folder(tmp_path: Path) -> Path:
-    """A folder of 6 small PNGs with mos.csv (columns image, mos)."""
-    root = tmp_path / "images"
+def write_image_folder(root: Path, n: int = 6) -> Path:
+    """``root`` made a folder of ``n`` small PNGs (:func:`tiny_images`) with mos.csv (columns image, mos)."""
     root.mkdir()
     with (root / "mos.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["image", "mos"])
-        for name, arr, mos in tiny_images():
+        for name, arr, mos in tiny_images(n):
             Image.fromarray(arr).save(root / name)
             w.writerow([name, mos])
     return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder of 6 small PNGs with mos.csv (columns image, mos)."""
+    return write_image_folder(tmp_path / "images")
 
 
 def write_config(tmp_path: Path, body: str, name: str = "matrix.toml") -> Path:

@@ -181,7 +181,7 @@ HOSTILE = [
     (dict(dparams="distortions = []"), "datasets[0].distortions", "empty list"),
     (dict(dparams="levels = [1, 1]"), "datasets[0].levels", "listed twice"),
     (dict(dparams='distortions = ["fog"]'), "datasets[0].distortions", "unknown distortion"),
-    (dict(dparams="size = 100000"), "datasets[0].size", "within 64..4096"),
+    (dict(dparams="size = 100000"), "datasets[0].size", "within 176..4096"),
     (dict(aparams="eot_samples = 4"), "attacks[0].eot_samples", "add adaptive = true"),
     (dict(aparams="steps = [" + ",".join(map(str, range(1, 41))) + "]\nrestarts = ["
           + ",".join(map(str, range(1, 41))) + "]"), "attacks[0]", "expand into 1600 attacks"),

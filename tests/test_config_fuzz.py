@@ -23,7 +23,7 @@ from benchmark.cli import main  # noqa: E402
 
 BASE = {
     "run": {"name": "fuzz", "output_dir": "runs", "device": "cpu", "batch_size": 4, "seed": 0, "image_size": 64},
-    "datasets": [{"name": "synthetic", "levels": [1, 5], "limit": 4, "size": 64}],
+    "datasets": [{"name": "synthetic", "levels": [1, 5], "limit": 4, "size": 176}],
     "metrics": [{"name": "default"}],
     "attacks": [{"name": "pgd", "eps": "4/255", "steps": 2}, {"name": "fgsm", "eps": "2/255"}],
     "defenses": [{"name": "identity"}, {"name": "jpeg", "quality": 40}, {"name": "median", "kernel": 3}],

@@ -119,6 +119,13 @@ def test_shared_helpers_and_results_import_no_plugin_and_no_later_stage():
     assert offending(lambda n: part(n) == "reports", lambda t: part(t) in FAMILIES + ("training", "cli")) == []
 
 
+def test_reports_import_nothing_from_the_stage_layer():
+    """Pages and tables read stored records only: no runner, executor, calibration, manifest writer or pass
+    counter (the report's recomputed images batch them with ``images.batches``, as the stages do)."""
+    stage_layer = ("runner", "executors", "calibrate", "manifest", "passes")
+    assert offending(lambda n: part(n) == "reports", lambda t: part(t) in stage_layer) == []
+
+
 def test_no_salted_hash_anywhere():
     calls = [f"{name}:{node.lineno}" for name, (tree, _) in MODULES.items() for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "hash"]
@@ -137,8 +144,8 @@ def test_no_module_imports_another_modules_private_names():
     ("weights_guard", "benchmark.weights"), ("offline_requested", "benchmark.weights"),
     ("load_checkpoint", "benchmark.weights"), ("check_weights_file", "benchmark.weights"),
     ("save_checkpoint", "benchmark.weights"), ("GENERIC_RESAVE", "benchmark.weights"),
-    ("jpeg_roundtrip", "benchmark.images"), ("load_photo", "benchmark.photos"), ("square", "benchmark.photos"),
-    ("TRAIN_PHOTOS", "benchmark.photos"), ("TEST_PHOTOS", "benchmark.photos"),
+    ("jpeg_roundtrip", "benchmark.images"), ("batches", "benchmark.images"), ("load_photo", "benchmark.photos"),
+    ("square", "benchmark.photos"), ("TRAIN_PHOTOS", "benchmark.photos"), ("TEST_PHOTOS", "benchmark.photos"),
     ("build_set", "benchmark.training.trainset"), ("uap_images", "benchmark.training.trainset"),
 ])
 def test_each_shared_helper_is_defined_once(moved, home):

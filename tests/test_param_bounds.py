@@ -27,7 +27,7 @@ image_size = 64
 [[datasets]]
 name = "synthetic"
 limit = 2
-size = 64
+size = 176
 [[metrics]]
 name = "default"
 """
@@ -200,7 +200,7 @@ def test_the_manifest_records_canonical_and_resolved_parameters(tmp_path):
                                       "restarts": 1, "norm": "linf", "direction": "increase"}
     assert median["params"] == {} and median["resolved_params"] == {"kernel": 3}
     dataset = plugins["datasets"][0]["resolved_params"]
-    assert dataset["limit"] == 2 and dataset["size"] == 64 and "levels" in dataset
+    assert dataset["limit"] == 2 and dataset["size"] == 176 and "levels" in dataset
     for fam in plugins:  # the same as the config layer's resolution, for every plugin
         for entry, spec in zip(plugins[fam], getattr(cfg, fam)):
             assert entry["resolved_params"] == json.loads(json.dumps(spec.resolved(), default=str))

@@ -31,6 +31,7 @@ import torch
 from ..errors import ConfigError
 from ..params import MAX_IMAGE_SIDE, expect_nonempty_unique
 from ..photos import TEST_PHOTOS, TRAIN_PHOTOS, load_photo, square
+from ..quality import MS_SSIM_MIN_SIDE
 from ..registry import DATASETS
 from ..seeds import digest_seed
 from .base import Dataset, Sample
@@ -129,8 +130,9 @@ class SyntheticDistortions(Dataset):
         if any(not 1 <= lv <= 5 for lv in params.get("levels") or []):
             raise ConfigError(f"levels must be within 1..5, got {params['levels']}", key="levels")
         size = params.get("size", 256)
-        if not 64 <= size <= MAX_IMAGE_SIDE:
-            raise ConfigError(f"size must be within 64..{MAX_IMAGE_SIDE}, got {size}", key="size")
+        if not MS_SSIM_MIN_SIDE <= size <= MAX_IMAGE_SIDE:  # the MS-SSIM half of the label needs 176 px
+            raise ConfigError(f"size must be within {MS_SSIM_MIN_SIDE}..{MAX_IMAGE_SIDE} (MS-SSIM of the label "
+                              f"needs {MS_SSIM_MIN_SIDE} px), got {size}", key="size")
         return super().check_params(params, base)
 
     def __init__(self, split: Literal["train", "test", "all"] = "test", distortions: tuple[str, ...] = DISTORTIONS,

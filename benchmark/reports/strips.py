@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import PluginSpec
+from ..images import batches
 from ..seeds import seed_from
 from ..store import RunStore, content_key
 
@@ -193,8 +194,6 @@ class _Sources:
     def purified(self, cell: dict, image_id: str, order: list[str], adv: dict[str, torch.Tensor]
                  ) -> tuple[torch.Tensor | None, str]:
         """D(x') recomputed for one image (None and why not, when it is not possible here)."""
-        from ..runner import batches
-
         defense = self._build("defenses", cell["defense"], self._defenses)
         if defense is None:
             return None, "the defense cannot be rebuilt here"
