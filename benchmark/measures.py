@@ -18,14 +18,14 @@ import pandas as pd
 from scipy import stats
 
 from .correlation import MIN_N, MIN_N_BOOT, bootstrap_ci, correlations, spearman
-from .schema import COLUMNS
+from .schema import CELL as CELL_KEY, COLUMNS
 
 EPS_REL = 1e-6             # Guardians relative gain: |s - s'| / (|s| + 1e-6)
 EPS_R = 1e-6               # robustness score R: 1e-6 added to |ŝ' - ŝ| (MSU's eps), on the [0, 1] scale
 PLCC_MAPPING = "logistic4"  # PLCC after the VQEG 4-parameter logistic; plcc_raw_* is the raw value
 N_BOOT = 1000              # bootstrap resamples for the SROCC intervals (seed 0)
 
-CELL = ["dataset", "metric", "attack", "defense"]
+CELL = list(CELL_KEY)  # a list, as pandas groupby wants
 # Schema groups whose summary columns that the records also hold are those record columns' cell means
 # (full-reference quality of the image pairs, perturbation norms, defense time).
 MEAN_GROUPS = ("attack", "quality", "cost")

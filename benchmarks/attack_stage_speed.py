@@ -24,7 +24,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from PIL import Image  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import write_json  # noqa: E402
+from common import timed, write_json  # noqa: E402
 
 from benchmark import passes, quality  # noqa: E402
 from benchmark.config import load_config  # noqa: E402
@@ -96,17 +95,6 @@ def attack_only(attack, metric, images, batch: int, device) -> None:
     gen = torch.Generator().manual_seed(0)
     for b in batches(images, batch):
         attack(metric, torch.stack([x for _, x, _ in b]).to(device), generator=gen)
-
-
-def timed(device, fn) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds of ``fn()``."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> int:
@@ -185,7 +173,7 @@ name = "identity"
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(args.repeats):
         for k, fn in fns.items():
-            wall, c = timed(device, fn)
+            wall, c, _ = timed(fn, device)
             times[k].append(wall), cpu[k].append(c)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}

@@ -1,9 +1,11 @@
-"""Machine metadata written beside every benchmark result (strict JSON, as kornia's benchmarks do)."""
+"""Helpers of the benchmark scripts: machine metadata written beside every result (strict JSON, as kornia's
+benchmarks do) and the timing of one call."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,3 +25,17 @@ def machine() -> dict:
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=1, allow_nan=False) + "\n")
+
+
+def timed(fn, device=None) -> tuple[float, float, object]:
+    """Wall-clock and process CPU seconds of one call ``fn()``, and its result (CUDA synchronised around it)."""
+    import torch
+
+    cuda = device is not None and torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0, out

@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,20 +22,9 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import write_json  # noqa: E402
+from common import timed, write_json  # noqa: E402
 
 from benchmark import quality  # noqa: E402
-
-
-def timed(fn, device: torch.device) -> tuple[float, float, torch.Tensor]:
-    """Wall-clock and process CPU seconds of one call, and its result."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def main() -> int:

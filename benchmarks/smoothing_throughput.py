@@ -25,21 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import write_json  # noqa: E402
+from common import timed, write_json  # noqa: E402
 
 from benchmark.defenses import median_smoothing as msm  # noqa: E402
 from benchmark.metrics.default_model import DefaultModel  # noqa: E402
-
-
-def clock(device: torch.device, fn) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds of ``fn()``."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 @torch.no_grad()
@@ -50,7 +39,7 @@ def bare(model, x: torch.Tensor, batches: tuple[int, ...], samples: int, device)
         xb = x.expand(b, *x.shape[1:]).contiguous()
         model(xb)  # warm-up
         reps = max(1, samples // b)
-        wall, cpu = clock(device, lambda xb=xb, reps=reps: [model(xb) for _ in range(reps)])
+        wall, cpu, _ = timed(lambda xb=xb, reps=reps: [model(xb) for _ in range(reps)], device)
         out[b] = (reps * b / wall, reps * b / max(cpu, 1e-9))
     return out
 
@@ -89,7 +78,8 @@ def main() -> int:
                "bare_best_batch": best_b, "bare_best_samples_per_s": rates[best_b][0],
                "bare_best_samples_per_cpu_s": max(c for _, c in rates.values()), "smoothing": {}}
         for name, ms in configs.items():
-            wall, cpu = clock(device, lambda ms=ms, r=r: ms.score(model, x, generator=torch.Generator().manual_seed(r)))
+            wall, cpu, _ = timed(lambda ms=ms, r=r: ms.score(model, x, generator=torch.Generator().manual_seed(r)),
+                                 device)
             row["smoothing"][name] = {"seconds_per_image": wall, "samples_per_s": args.n / wall,
                                       "ratio_to_bare_best": args.n / wall / row["bare_best_samples_per_s"],
                                       "ratio_to_bare_best_cpu": args.n / max(cpu, 1e-9)

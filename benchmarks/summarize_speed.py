@@ -13,7 +13,6 @@ import importlib
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import common  # noqa: E402
 
 
 def quickstart_like_records(n_metrics: int = 2, n_attacks: int = 3, n_defenses: int = 4, n_images: int = 12,
@@ -62,10 +64,9 @@ def timed(summarize, records: pd.DataFrame, repeat: int) -> str:
     """Median wall and CPU (process) seconds per call: on a shared machine the CPU time is the steadier."""
     wall, cpu = [], []
     for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        summarize(records)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+        dt, dc, _ = common.timed(lambda: summarize(records))
+        wall.append(dt)
+        cpu.append(dc)
     return f"{np.median(wall):.3f} s wall, {np.median(cpu):.3f} s CPU per summarize (median of {repeat})"
 
 

@@ -94,6 +94,24 @@ name = "folder"
 {tables}""", name=f"{name}.toml")
 
 
+def fgsm_pgd_tables(steps: int = 3, quality: int = 50, defenses: tuple[str, ...] = ("identity", "jpeg")) -> str:
+    """[[metrics]] default, [[attacks]] FGSM and PGD (``steps``) at 4/255, and ``defenses`` (jpeg at ``quality``)."""
+    tables = f"""
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+eps = "4/255"
+[[attacks]]
+name = "pgd"
+eps = "4/255"
+steps = {steps}
+"""
+    for d in defenses:
+        tables += f'[[defenses]]\nname = "{d}"\n' + (f"quality = {quality}\n" if d == "jpeg" else "")
+    return tables
+
+
 DEFAULT_FGSM_IDENTITY = """
 [[metrics]]
 name = "default"
@@ -118,26 +136,4 @@ image_size = 96
 name = "folder"
 root = "{image_folder}"
 mos_csv = "{image_folder / 'mos.csv'}"
-
-[[metrics]]
-name = "default"
-
-[[attacks]]
-name = "fgsm"
-eps = "4/255"
-
-[[attacks]]
-name = "pgd"
-eps = "4/255"
-steps = 5
-
-[[defenses]]
-name = "identity"
-
-[[defenses]]
-name = "jpeg"
-quality = 50
-
-[[defenses]]
-name = "median"
-""")
+{fgsm_pgd_tables(steps=5, defenses=("identity", "jpeg", "median"))}""")

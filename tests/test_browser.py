@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import folder_config
+from conftest import fgsm_pgd_tables, folder_config, write_image_folder
 
 from benchmark.cli import main
 
@@ -139,22 +139,7 @@ class DevTools:
         os.close(self.r)
 
 
-MATRIX = """
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-eps = "4/255"
-[[attacks]]
-name = "pgd"
-eps = "4/255"
-steps = 2
-[[defenses]]
-name = "identity"
-[[defenses]]
-name = "jpeg"
-quality = 40
-"""
+MATRIX = fgsm_pgd_tables(steps=2, quality=40)
 
 
 @pytest.fixture(scope="module")
@@ -162,17 +147,8 @@ def pages(tmp_path_factory):
     """A small run (4 images, 2 attacks, 2 defenses), its report, and a leaderboard of it and a second run."""
     if CHROMIUM is None:
         pytest.skip("needs Chromium (Debian: apt-get install chromium)")
-    from conftest import tiny_images
-    from PIL import Image
-
     tmp = tmp_path_factory.mktemp("browser")
-    root = tmp / "images"
-    root.mkdir()
-    lines = ["image,mos"]
-    for name, arr, mos in tiny_images(4):
-        Image.fromarray(arr).save(root / name)
-        lines.append(f"{name},{mos}")
-    (root / "mos.csv").write_text("\n".join(lines) + "\n")
+    root = write_image_folder(tmp / "images", 4)
     second = MATRIX.replace('name = "jpeg"\nquality = 40', 'name = "median"')
     for name, tables in (("one", MATRIX), ("two", second)):
         assert main(["run", str(folder_config(tmp, name, root, tables, mos=True)), "--no-progress"]) == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, write_config
+from conftest import ROOT, fgsm_pgd_tables, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -52,22 +52,7 @@ plugins = ["slow_plugin.py"]
 name = "folder"
 root = "{image_folder}"
 mos_csv = "{image_folder / 'mos.csv'}"
-limit = 4
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-eps = "4/255"
-[[attacks]]
-name = "pgd"
-eps = "4/255"
-steps = 3
-[[defenses]]
-name = "jpeg"
-quality = 50
-[[defenses]]
-name = "slow_for_crash_test"
-""", name=f"{output}.toml")
+limit = 4{fgsm_pgd_tables(defenses=("jpeg", "slow_for_crash_test"))}""", name=f"{output}.toml")
 
 
 def command(cfg: Path, *extra: str) -> tuple[list[str], dict]:

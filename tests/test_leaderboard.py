@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import folder_config, write_config
+from conftest import folder_config, write_config, write_image_folder
 
 from benchmark.cli import main
 
@@ -52,17 +52,8 @@ name = "median"
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Runs a and b (same protocol), c (another image size) and `empty` (planned, nothing stored)."""
-    from conftest import tiny_images
-    from PIL import Image
-
     tmp = tmp_path_factory.mktemp("lb")
-    root = tmp / "images"
-    root.mkdir()
-    lines = ["image,mos"]
-    for name, arr, mos in tiny_images(5):
-        Image.fromarray(arr).save(root / name)
-        lines.append(f"{name},{mos}")
-    (root / "mos.csv").write_text("\n".join(lines) + "\n")
+    root = write_image_folder(tmp / "images", 5)
     for name, tables in (("a", RUN_A), ("b", RUN_B)):
         assert main(["run", str(folder_config(tmp, name, root, tables, mos=True)), "--no-progress"]) == 0
     cfg = write_config(tmp, f"""

@@ -6,24 +6,9 @@ import json
 from benchmark.config import load_config
 from benchmark.runner import Runner
 
-from conftest import folder_config
+from conftest import fgsm_pgd_tables, folder_config
 
-MATRIX = """
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-eps = "4/255"
-[[attacks]]
-name = "pgd"
-eps = "4/255"
-steps = 3
-[[defenses]]
-name = "identity"
-[[defenses]]
-name = "jpeg"
-quality = 50
-"""
+MATRIX = fgsm_pgd_tables()
 
 
 def test_passes_per_stage_against_the_minimum(tmp_path, image_folder):

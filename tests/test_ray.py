@@ -17,27 +17,12 @@ import torch
 from benchmark.cli import main
 from benchmark.records import load_records
 
-from conftest import folder_config
+from conftest import fgsm_pgd_tables, folder_config
 
 CELL = ["dataset", "metric", "attack", "defense", "image_id"]
 OBJECT_STORE = str(80 * 1024 * 1024)  # Ray's minimum is 75 MiB
 
-MATRIX = """
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-eps = "4/255"
-[[attacks]]
-name = "pgd"
-eps = "4/255"
-steps = 3
-[[defenses]]
-name = "identity"
-[[defenses]]
-name = "jpeg"
-quality = 50
-"""
+MATRIX = fgsm_pgd_tables()
 
 CRASH_ONCE = '''
 """Test plugin: the first call anywhere kills its own worker process (no cleanup, as a crash would)."""

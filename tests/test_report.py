@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import folder_config
+from conftest import folder_config, write_image_folder
 
 from benchmark.reports.ranking import damages, defense_rows, pareto_fronts, rank_defenses
 from benchmark.schema import column
@@ -129,19 +129,10 @@ name = "flip"
 
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
-    from conftest import tiny_images
-    from PIL import Image
-
     from benchmark.cli import main
 
     tmp = tmp_path_factory.mktemp("report")
-    root = tmp / "images"
-    root.mkdir()
-    lines = ["image,mos"]
-    for name, arr, mos in tiny_images(4):
-        Image.fromarray(arr).save(root / name)
-        lines.append(f"{name},{mos}")
-    (root / "mos.csv").write_text("\n".join(lines) + "\n")
+    root = write_image_folder(tmp / "images", 4)
     cfg = folder_config(tmp, "rep", root, MATRIX, mos=True, run_extra="batch_size = 3")
     assert main(["run", str(cfg), "--no-progress"]) == 0
     return tmp / "runs" / "rep"
