@@ -48,6 +48,8 @@ def cmd_run(args) -> int:
     if args.output_dir:
         run = replace(run, output_dir=args.output_dir)
     cfg = replace(cfg, run=run)
+    for item in cfg.skipped:  # optional entries whose files are missing: said here, and listed in the report
+        log.warning("%s skipped (optional): %s", item["what"], item["reason"])
     executor = _executor(args)  # before the run directory is touched: a missing Ray is a user error (exit 2)
     run_dir = run.output_dir / run.name
     # checks the directory, takes its lock (a second writer is refused) and only then deletes (--overwrite)
