@@ -43,8 +43,6 @@ def cmd_run(args) -> int:
 
     cfg = load_config(args.config, device=args.device)  # checks the device (CUDA present?) before any work
     run = cfg.run
-    if args.device:
-        run = replace(run, device=args.device)
     if args.output_dir:
         run = replace(run, output_dir=args.output_dir)
     cfg = replace(cfg, run=run)

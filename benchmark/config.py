@@ -40,8 +40,6 @@ from .registry import REGISTRIES, Registry, constructor_params, load_builtin_plu
 
 SIZE_POLICIES = ("resize", "center_crop", "keep")
 RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips", "dists"}
-ENTRY_META_KEYS = {"name", "label", "optional", "adaptive", "eot_samples"}
-ATTACK_ONLY_KEYS = ("adaptive", "eot_samples")
 CHEAP_FAMILIES = ("attacks", "defenses")
 MAX_EXPANSION = 1000     # plugin instances one table may expand into (the product of its lists)
 _EMPTY = inspect.Parameter.empty
@@ -59,6 +57,8 @@ ATTACK_TABLE_KEYS: dict[str, tuple[str, str, str]] = {
                  "defense's randomness, BPDA through a non-differentiable defense's surrogate)"),
     "eot_samples": ("int", "1", "EOT: draws of a stochastic defense averaged per gradient of an adaptive attack"),
 }
+ENTRY_META_KEYS = set(TABLE_KEYS) | set(ATTACK_TABLE_KEYS)  # every key of a table that is not a plugin parameter
+ATTACK_ONLY_KEYS = tuple(ATTACK_TABLE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ class PluginSpec:
         if self.adaptive:
             key["adaptive"] = {"eot_samples": self.eot_samples}
         return key
+
+    def key_text(self) -> str:
+        """``key()`` as canonical JSON: equal for two specs that give the same output."""
+        return json.dumps(self.key(), sort_keys=True, default=str)
 
     @property
     def cls(self) -> type:
@@ -196,7 +200,7 @@ def _reject_duplicates(specs: list[tuple[PluginSpec, str]], kind: str, fname: st
     by_key: dict[str, str] = {}
     by_label: dict[str, str] = {}
     for spec, where in specs:
-        key = json.dumps(spec.key(), sort_keys=True, default=str)
+        key = spec.key_text()
         if key in by_key:
             raise ConfigError(f"duplicate entries: {spec.label} again, as in {by_key[key]} (the same {kind} with "
                               "the same parameters once defaults are filled in); remove one", file=fname, key=where)

@@ -24,7 +24,7 @@ import torch
 from .store import RunStore, atomic_write_json
 
 _CHUNK = 32  # images fingerprinted at once (bounds the int64 copy)
-_weights: dict[tuple[int, str], torch.Tensor] = {}
+_weights: dict[tuple[int, str], torch.Tensor] = {}  # one entry: the last (size, device)
 
 
 @dataclass
@@ -65,6 +65,7 @@ def fingerprints(x: torch.Tensor) -> list[int]:
     flat = x.detach().reshape(x.shape[0], -1).float().contiguous()
     k = (flat.shape[1], str(flat.device))
     if k not in _weights:
+        _weights.clear()
         g = torch.Generator().manual_seed(flat.shape[1])
         _weights[k] = torch.randint(1, 2**62, (flat.shape[1],), generator=g, dtype=torch.int64).to(flat.device)
     out: list[int] = []

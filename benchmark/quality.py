@@ -155,6 +155,11 @@ def ms_ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def quality_keys(lpips: bool = False, dists: bool = False) -> tuple[str, ...]:
+    """The names :func:`pair_quality` returns, in its order."""
+    return ("psnr", "ssim", "ms_ssim") + (("dists",) if dists else ()) + (("lpips",) if lpips else ())
+
+
 def pair_quality(dist: torch.Tensor, ref: torch.Tensor, lpips: bool = False, dists: bool = False
                  ) -> dict[str, torch.Tensor]:
     """PSNR, SSIM and MS-SSIM of ``dist`` against ``ref`` (every attack/defense record; MS-SSIM is NaN

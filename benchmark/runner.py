@@ -11,7 +11,8 @@ Stages (formulas.md notation), each stored under a content key of everything tha
 randomised defense is compared like for like. A failing stage is recorded with its error and the
 cells that need it are skipped; everything else goes on.
 
-``plan`` lists the cells, ``stage_graph`` the distinct stages with their dependencies and resources;
+``plan`` lists the cells, ``stage_graph`` the distinct stages with their dependencies and resources
+(the executors schedule by cell; ``passes`` reads the graph);
 the ``local`` executor runs cells in this process, the ``ray`` executor on a Ray cluster. Both call
 the same stage functions below (``_run_cell``, ``_stage``, ``_clean``, ``_attack``, ``_defend``).
 """
@@ -35,7 +36,7 @@ from .datasets.base import spec_mos_lower_better
 from .errors import DataError, MissingWeightsError, NonFiniteScoreError
 from .images import apply_size_policy, batches, resize_to, to_tensor
 from .manifest import write_manifest
-from .quality import pair_quality
+from .quality import pair_quality, quality_keys
 from .seeds import seed_from
 from .store import RunStore, atomic_write_json, content_key
 
@@ -94,9 +95,13 @@ class Stage:
     resources: dict[str, float]  # Ray-style requests: {"num_cpus": 1, "num_gpus": 0 or 1}
 
 
+def stage_resources(device: str) -> dict[str, float]:
+    """What one stage asks of an executor: one CPU, and one GPU when the run's device is CUDA."""
+    return {"num_cpus": 1, "num_gpus": 1 if device.startswith("cuda") else 0}
+
+
 def stage_graph(cells: list[Cell], device: str) -> dict[str, Stage]:
     """The distinct stages of the planned cells, keyed by content key, in plan order."""
-    gpu = 1 if device.startswith("cuda") else 0
     graph: dict[str, Stage] = {}
     for c in cells:
         for kind in STAGES:
@@ -107,7 +112,7 @@ def stage_graph(cells: list[Cell], device: str) -> dict[str, Stage]:
             if kind == "def_adv":
                 inputs += (f"attack:{c.keys['attack']}",)
             graph[c.keys[kind]] = Stage(kind, c.keys[kind], c, tuple(c.keys[d] for d in DEPENDS[kind]), inputs,
-                                        {"num_cpus": 1, "num_gpus": gpu})
+                                        stage_resources(device))
     return graph
 
 
@@ -350,8 +355,8 @@ class Runner:
             if adv is not None and all(i in known for i in ids) and torch.equal(out, inp):
                 # D(x') = x' (identity; smoothing defenses, which score through the metric): the pair (x, D(x'))
                 # is the attack stage's (x, x'), computed by the same code on the same batch: reuse it
-                q = {k[:-len("_attack")]: torch.tensor([known[i][k] for i in ids], dtype=torch.float64)
-                     for k in known[ids[0]] if k.endswith("_attack") and k not in ("linf_attack", "l2_attack")}
+                q = {k: torch.tensor([known[i][f"{k}_attack"] for i in ids], dtype=torch.float64)
+                     for k in quality_keys(lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)}
             else:
                 q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
             q_aligned = q  # against A(x), the clean image in the output's geometry (formulas.md §3)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from ..errors import BenchmarkError, MissingWeightsError
-from ..runner import STAGES, stage_graph
+from ..runner import STAGES, stage_resources
 from .worker import StageWorker, Unit, spec_key
 
 if TYPE_CHECKING:
@@ -79,9 +79,9 @@ class RayExecutor:
                  **({} if self.address else {"include_dashboard": False}))
         return True
 
-    def _actors(self, ray, runner: Runner, cells: list[Cell], n_units: int) -> tuple[Any, int]:
+    def _actors(self, ray, runner: Runner, n_units: int) -> tuple[Any, int]:
         # every stage asks for the same resources (one GPU with a CUDA device), so one actor shape serves all
-        gpus = next(iter(stage_graph(cells, runner.cfg.run.device).values())).resources["num_gpus"]
+        gpus = stage_resources(runner.cfg.run.device)["num_gpus"]
         total = ray.cluster_resources()
         fit = int(total.get("GPU", 0) // gpus) if gpus else int(total.get("CPU", 1) // self.cpus)
         n = max(1, min(self.workers or fit or 1, n_units))
@@ -105,7 +105,7 @@ class RayExecutor:
             bar.close()
             return 0
         started = self._connect(ray)
-        make, n = self._actors(ray, runner, todo, len(jobs))
+        make, n = self._actors(ray, runner, len(jobs))
         actors = [make() for _ in range(n)]
         held: list[tuple[str, str] | None] = [None] * n  # the (dataset, metric) pair each actor last ran
         flight: dict[Any, tuple[int, _Job]] = {}

@@ -12,7 +12,6 @@ This module imports no Ray: the Ray executor wraps :class:`StageWorker` in ``ray
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -70,7 +69,7 @@ class Unit:
 
 
 def spec_key(spec) -> str:
-    return json.dumps(spec.key(), sort_keys=True, default=str)
+    return spec.key_text()
 
 
 def describe_exception(exc: BaseException) -> dict[str, Any]:

@@ -8,6 +8,7 @@ a tab or a carriage return) gets a leading ``'`` (numbers stay numbers); in summ
 from __future__ import annotations
 
 import html
+import io
 import importlib.util
 import logging
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 from ..measures import summarize
 from ..records import load_records
 from ..schema import HEADLINE
-from ..store import atomic_write_text
+from ..store import atomic_write_bytes, atomic_write_text
 from .runinfo import complete_summary
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ def write_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     shown = summary[[c for c in HEADLINE if c in summary]]
     atomic_write_text(run_dir / "summary.md", markdown_text(shown, floatfmt=".4g"))
     if importlib.util.find_spec("pyarrow"):
-        records.to_parquet(run_dir / "records.parquet.tmp", index=False)
-        (run_dir / "records.parquet.tmp").replace(run_dir / "records.parquet")
-        summary.to_parquet(run_dir / "summary.parquet.tmp", index=False)
-        (run_dir / "summary.parquet.tmp").replace(run_dir / "summary.parquet")
+        for name, frame in (("records", records), ("summary", summary)):
+            buf = io.BytesIO()
+            frame.to_parquet(buf, index=False)
+            atomic_write_bytes(run_dir / f"{name}.parquet", buf.getvalue())
     return records, summary
