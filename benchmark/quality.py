@@ -154,12 +154,12 @@ def ms_ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return torch.prod(mcs ** w[:-1, None], dim=0) * ssim_val ** w[-1]
 
 
-@torch.no_grad()
 def quality_keys(lpips: bool = False, dists: bool = False) -> tuple[str, ...]:
     """The names :func:`pair_quality` returns, in its order."""
     return ("psnr", "ssim", "ms_ssim") + (("dists",) if dists else ()) + (("lpips",) if lpips else ())
 
 
+@torch.no_grad()
 def pair_quality(dist: torch.Tensor, ref: torch.Tensor, lpips: bool = False, dists: bool = False
                  ) -> dict[str, torch.Tensor]:
     """PSNR, SSIM and MS-SSIM of ``dist`` against ``ref`` (every attack/defense record; MS-SSIM is NaN

@@ -22,7 +22,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +33,7 @@ from ..photos import TEST_PHOTOS, TRAIN_PHOTOS, load_photo, square
 from ..quality import MS_SSIM_MIN_SIDE
 from ..registry import DATASETS
 from ..seeds import digest_seed
+from ..store import atomic_write_json
 from .base import Dataset, Sample
 from .distortions import DISTORTIONS, distort
 
@@ -47,6 +47,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iqa-robustness-benchmark"
 
 
+@functools.cache
 def label_code_version() -> dict[str, str]:
     """What computes a label besides the parameters: this module's, the distortions', the quality code's and
     the photograph, image and seed helpers' source, and the versions of the packages they call (any change
@@ -100,11 +101,7 @@ class LabelCache:
         labels = {**self._read(), **(self._labels or {}), image_id: label}
         self._labels = labels
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.key}.", suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"key": self.key, "params": self.params, "labels": labels}, fh, sort_keys=True)
-            os.replace(tmp, self.path)
+            atomic_write_json(self.path, {"key": self.key, "params": self.params, "labels": labels})
         except OSError as e:
             log.warning("cannot write the label cache %s (%s); labels will be recomputed next time", self.path, e)
 

@@ -40,7 +40,7 @@ import torch
 from ..params import within
 from ..registry import DEFENSES
 from .diffusion_model import load_ddpm, model_output, pad_to_multiple, predict_x0, size_multiple
-from .median_smoothing import MedianSmoothing
+from .median_smoothing import NOISE_BLOCK, MedianSmoothing
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,10 @@ class DiffusionSmoothing(MedianSmoothing):
 
     def __init__(self, model: Path, sigma: float = 0.12, radius: float = 0.05, n: int = 100,
                  confidence: float = 0.999, sample_batch: int | None = None, reverse_samples: int = 1):
+        if reverse_samples > 1 and sample_batch is None:
+            # the reverse chains draw from the same generator as the noise blocks, so where a block falls among
+            # their draws depends on the batch: keep it fixed (the noise block) rather than tuned by timing
+            sample_batch = NOISE_BLOCK
         super().__init__(sigma=sigma, radius=radius, n=n, confidence=confidence, sample_batch=sample_batch)
         within("reverse_samples", reverse_samples, 1, 100, integer=True)  # each is a chain of t* + 1 UNet calls
         self.unet, self.scheduler = load_ddpm(Path(model), "diffusion_smoothing")

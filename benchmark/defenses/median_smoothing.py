@@ -53,13 +53,16 @@ class NoiseStream:
         self.last: torch.Tensor | None = None
 
     def take(self, k: int) -> torch.Tensor:
-        while self.buffer is None or self.buffer.shape[0] < k:
+        parts = [] if self.buffer is None or not len(self.buffer) else [self.buffer]
+        have = sum(len(p) for p in parts)
+        while have < k:  # whole blocks of NOISE_BLOCK draws, concatenated once
             b = min(NOISE_BLOCK, self.left)
             if b <= 0:
                 raise RuntimeError("more noisy samples asked for than n")
-            block = self.draw(self.img.expand(b, *self.img.shape), self.generator)
+            parts.append(self.draw(self.img.expand(b, *self.img.shape), self.generator))
             self.left -= b
-            self.buffer = block if self.buffer is None or not len(self.buffer) else torch.cat([self.buffer, block])
+            have += b
+        self.buffer = parts[0] if len(parts) == 1 else torch.cat(parts)
         self.last, self.buffer = self.buffer[:k], self.buffer[k:]
         return self.last
 

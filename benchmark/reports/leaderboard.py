@@ -37,7 +37,7 @@ from . import plots
 from .html import template_env
 from .protocol import differences, load_plugin_files, plugin_keys, protocol
 from .ranking import QUALITY_COLUMNS, damages, defense_rows, first_present, rank_defenses, rule_text
-from .runinfo import attach_baseline, doc_href, load_manifest, measures_link
+from .runinfo import attach_baseline, complete_summary, doc_href, load_manifest, measures_link
 from .sections import fmt, verdict
 from .tables import FORMULA_START, csv_text, markdown_text
 
@@ -100,7 +100,8 @@ def run_summary(run_dir: Path) -> pd.DataFrame:
     from ..measures import summarize
     from ..records import load_records
 
-    return summarize(load_records(run_dir))
+    records = load_records(run_dir)
+    return complete_summary(summarize(records), records, run_dir)  # as write_tables does (aligned means, baseline)
 
 
 def load_run(run_dir: Path) -> Run:

@@ -5,9 +5,10 @@ Every function returns numbers and strings only; the templates escape every labe
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
+
+from ..registry import number_text
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#393b79", "#ad494a", "#8c6d31"]
@@ -42,10 +43,8 @@ def fmt_budget(v: float) -> str:
     """A budget as k/255 where it is one, else 3 significant digits."""
     if not math.isfinite(v):
         return "–"
-    frac = Fraction(v).limit_denominator(1020)
-    if frac.denominator in (255, 510, 1020) and abs(float(frac) - v) < 1e-8:
-        return f"{frac.numerator}/{frac.denominator}"
-    return f"{v:.3g}"
+    text = number_text(v)  # the labels' form: 3/255, 0.05
+    return text if "/" in text or len(text) <= 6 else f"{v:.3g}"
 
 
 def marker_path(kind: str, cx: float, cy: float, r: float = 5.0) -> str:
