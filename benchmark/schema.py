@@ -303,10 +303,6 @@ def column(name: str) -> Column:
     return COLUMNS.get(name) or Column(name, name)
 
 
-def titles(cols: list[str]) -> list[str]:
-    return [column(n).title for n in cols]
-
-
 def names(kind: Kind | None = None, *, in_records: bool | None = None) -> list[str]:
     """Column names in schema order: of one ``kind``, and/or those ``records.csv`` holds (or does not)."""
     return [c.name for c in _BASE if (kind is None or c.kind == kind)
@@ -314,4 +310,4 @@ def names(kind: Kind | None = None, *, in_records: bool | None = None) -> list[s
 
 
 __all__ = ["CELL", "COLUMNS", "CORRELATION_TAGS", "GROUPS", "HEADLINE", "MEASURES_DOC", "RECORD_LEAD", "Column",
-           "column", "names", "titles"]
+           "column", "names"]

@@ -33,6 +33,7 @@ from ..config import PluginSpec
 from ..images import batches
 from ..seeds import seed_from
 from ..store import RunStore, content_key
+from .protocol import load_plugin_files
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +109,7 @@ class _Sources:
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        from ..registry import load_builtin_plugins, load_plugin_file
-
-        load_builtin_plugins()
-        cfg_file = Path(self.manifest.get("config_file") or ".")
-        for p in ((self.manifest.get("config") or {}).get("run") or {}).get("plugins") or []:
-            path = Path(p) if Path(p).is_absolute() else cfg_file.parent / p
-            try:
-                load_plugin_file(path)
-            except Exception as exc:  # a plugin already registered, or moved: its images fall back below
-                log.debug("plugin file %s not loaded: %s", path, exc)
+        load_plugin_files(self.manifest)  # a plugin that cannot be loaded: its images fall back below
 
     def _spec(self, family: str, label: str) -> PluginSpec | None:
         """The plugin spec of ``label`` from the manifest, parameters converted back to their annotated types
@@ -292,10 +284,6 @@ def _cell_strips(run_dir: Path, manifest: dict, records: pd.DataFrame, cells: li
             strip.append({"which": which, "image_id": i, "gain": gain, "thumbs": thumbs})
         out[cell["index"]] = {"picks": strip, "notes": sorted(notes)}
     return out
-
-
-def strip_bytes(strips: dict[int, dict]) -> int:
-    return sum(len(t["src"]) for s in strips.values() for p in s["picks"] for t in p["thumbs"])
 
 
 __all__ = ["THUMB", "cell_strips", "picks", "thumbnail"]
