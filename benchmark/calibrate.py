@@ -22,34 +22,41 @@ import torch
 
 from .config import MatrixConfig
 from .config_values import jsonable
+from .images import quantize_8bit
 from .seeds import seed_from
 from .store import atomic_write_json, atomic_write_text, content_key
 
 log = logging.getLogger(__name__)
 
 
-def measured_linf(attack_cls, params: dict, metric, x: torch.Tensor, seed: int, fit_dir: Path) -> float:
+def measured_linf(attack_cls, params: dict, metric, x: torch.Tensor, seed: int, fit_dir: Path,
+                  quantize: bool = False) -> float:
+    """Mean L∞ of the attack's output over ``x``; with ``quantize``, of that output on the 8-bit grid, as a run
+    that stores attacked images as PNG measures it (``run.attacked_images``; :mod:`benchmark.attacked`)."""
     attack = attack_cls(**params)
+    attack.output_8bit = quantize
     if attack.needs_fit:
         key = content_key({"fit": attack.fit_params(), "seed": seed})
         attack.fit(metric, generator=torch.Generator().manual_seed(seed), artifact=fit_dir / f"{key}.pt",
                    provenance={}, progress=False)
     x_adv = attack(metric, x, generator=torch.Generator().manual_seed(seed))
+    if quantize:
+        x_adv = quantize_8bit(x_adv, x, attack.budget if attack.threat_model == "linf" else None)
     return float((x_adv - x).flatten(1).abs().amax(1).mean())
 
 
 def calibrate_one(attack_cls, params: dict, metric, x: torch.Tensor, target: float, *, seed: int, fit_dir: Path,
-                  tol: float = 0.02, iters: int = 12) -> dict:
+                  tol: float = 0.02, iters: int = 12, quantize: bool = False) -> dict:
     """Bisection (log scale) of the strength parameter until mean L∞ is within ``tol`` (relative) of target."""
     name = attack_cls.strength_param
     v0 = float(params.get(name, target))
-    m0 = measured_linf(attack_cls, {**params, name: v0}, metric, x, seed, fit_dir)
+    m0 = measured_linf(attack_cls, {**params, name: v0}, metric, x, seed, fit_dir, quantize)
     guess = v0 * target / m0 if m0 > 0 else v0  # L∞ grows about linearly with the strength
     lo, hi = guess / 8, guess * 8
     best = (v0, m0)
     for i in range(iters):
         mid = guess if i == 0 else math.sqrt(lo * hi)
-        m = measured_linf(attack_cls, {**params, name: mid}, metric, x, seed, fit_dir)
+        m = measured_linf(attack_cls, {**params, name: mid}, metric, x, seed, fit_dir, quantize)
         if abs(m - target) < abs(best[1] - target):
             best = (mid, m)
         if abs(m - target) <= tol * target:
@@ -64,8 +71,8 @@ def calibrate(cfg: MatrixConfig, targets: list[float], n_images: int = 8, tol: f
 
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(replace(cfg, datasets=cfg.datasets[:1]), Path(tmp), progress=False)
-        images = runner.load_images(cfg.datasets[0])[:n_images]
-        x = torch.stack([im for _, im, _ in images]).to(runner.device)
+        # the first n images of the first dataset, as far as they share one size (one batch)
+        x = next(runner.open_images(cfg.datasets[0]).head(n_images).batches(n_images)).x.to(runner.device)
         out = []
         for m in cfg.metrics:
             metric = runner.build_metric(m)
@@ -76,9 +83,9 @@ def calibrate(cfg: MatrixConfig, targets: list[float], n_images: int = 8, tol: f
                 params = dict(a.params)
                 for t in targets:
                     res = calibrate_one(a.cls, params, metric, x, t, seed=seed_from(cfg.run.seed, a.label),
-                                        fit_dir=Path(tmp), tol=tol)
+                                        fit_dir=Path(tmp), tol=tol, quantize=cfg.run.attacked_images == "png")
                     res.update({"metric": m.label, "attack": a.label, "attack_name": a.name,
-                                "params": jsonable(params), "n_images": len(images)})
+                                "params": jsonable(params), "n_images": len(x)})
                     log.info("%s / %s: %s = %.5g gives L∞ %.5f (target %.5f)", m.label, a.label, res["param"],
                              res["value"], res["measured_linf"], t)
                     out.append(res)

@@ -48,7 +48,7 @@ def cmd_run(args) -> int:
     cfg = replace(cfg, run=run)
     for item in cfg.skipped:  # optional entries whose files are missing: said here, and listed in the report
         log.warning("%s skipped (optional): %s", item["what"], item["reason"])
-    executor = _executor(args)  # before the run directory is touched: a missing Ray is a user error (exit 2)
+    executor = _executor(args, run)  # before the run directory is touched: a missing Ray is a user error (exit 2)
     run_dir = run.output_dir / run.name
     # checks the directory, takes its lock (a second writer is refused) and only then deletes (--overwrite)
     with open_run_dir(run.output_dir, run.name, resume=args.resume, overwrite=args.overwrite):
@@ -63,14 +63,16 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _executor(args):
+def _executor(args, run):
     from .executors import make_executor
 
-    if args.executor != "ray" and (args.address or args.ray_workers):
-        raise BenchmarkError("--address and --ray-workers need --executor ray")
-    if args.executor == "ray":
-        return make_executor("ray", address=args.address, workers=args.ray_workers)
-    return make_executor(args.executor)
+    name = args.executor or run.executor  # the command line wins over [run] executor
+    if name != "ray" and (args.address or args.ray_workers):
+        raise BenchmarkError("--address and --ray-workers need --executor ray (or executor = \"ray\" in [run])")
+    if name == "ray":
+        address = args.address or (run.ray_address if run.executor == "ray" else None)
+        return make_executor("ray", address=address, workers=args.ray_workers)
+    return make_executor(name)
 
 
 def cmd_calibrate(args) -> int:
@@ -173,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="override run.device (e.g. cuda, cuda:1, cpu)")
     r.add_argument("--output-dir", type=Path, help="override run.output_dir")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="where stages run: in this process (default) or on a Ray cluster (pip install -e '.[ray]')")
+    r.add_argument("--executor", choices=["local", "ray"],
+                   help="where stages run: in this process or on a Ray cluster (pip install -e '.[ray]'); "
+                   "default: run.executor of the config, else local")
     r.add_argument("--address", help="Ray cluster to join: 'auto' (the one `ray start` started here) or HOST:PORT; "
-                   "default: start a Ray instance on this machine")
+                   "default: run.ray_address of the config, else start a Ray instance on this machine")
     r.add_argument("--ray-workers", type=int, metavar="N", help="Ray actors (one CPU each, one GPU each with a "
                    "CUDA device); default: as many as the cluster's resources hold")
     r.set_defaults(fn=cmd_run)

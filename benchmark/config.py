@@ -30,16 +30,20 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from .attacked import FORMATS as ATTACKED_FORMATS
 from .config_values import MAX_DEPTH, check_tree as _check_tree, coerce, exc_text as _exc_text
 from .config_values import is_sequence_type as _is_sequence_type, join_key as _join, jsonable as _jsonable
 from .config_values import label_text as _short, one_line as _one_line, path_exists
 from .config_values import same_value as _same, show as _show
 from .errors import ConfigError, MissingWeightsError
+from .executors import EXECUTORS
 from .params import MAX_IMAGE_SIDE
 from .registry import REGISTRIES, Registry, constructor_params, load_builtin_plugins, load_plugin_file
 
 SIZE_POLICIES = ("resize", "center_crop", "keep")
-RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips", "dists"}
+RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips", "dists",
+            "attacked_images", "executor", "ray_address"}
+
 CHEAP_FAMILIES = ("attacks", "defenses")
 MAX_EXPANSION = 1000     # plugin instances one table may expand into (the product of its lists)
 _EMPTY = inspect.Parameter.empty
@@ -113,6 +117,9 @@ class RunSettings:
     plugins: tuple[Path, ...] = ()
     lpips: bool = False
     dists: bool = False
+    attacked_images: str = "png"     # how attacked images are stored and measured (benchmark.attacked)
+    executor: str = "local"          # where stages run; `run --executor` overrides it
+    ray_address: str | None = None   # the Ray cluster to join; `run --address` overrides it
 
 
 @dataclass(frozen=True)
@@ -285,6 +292,15 @@ def _parse_run(run: Any, fname: str, base: Path, default_name: str) -> RunSettin
     if batch < 1:
         raise ConfigError(f"expected a positive integer, got {batch}", file=fname, key="run.batch_size")
     plugins = tuple(Path(p) for p in get("plugins", list[Path], []))
+    fmt = get("attacked_images", str, "png")
+    if fmt not in ATTACKED_FORMATS:
+        raise ConfigError(f"expected one of {ATTACKED_FORMATS}, got {fmt!r}", file=fname, key="run.attacked_images")
+    executor = get("executor", str, "local")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"expected one of {EXECUTORS}, got {executor!r}", file=fname, key="run.executor")
+    address = get("ray_address", str, None)
+    if address is not None and executor != "ray":
+        raise ConfigError('needs executor = "ray"', file=fname, key="run.ray_address")
     name = get("name", str, default_name)
     if (problem := run_name_problem(name)) is not None:
         raise ConfigError(f"run name {name!r} {problem}: it names the folder <output_dir>/<name>", file=fname,
@@ -293,7 +309,7 @@ def _parse_run(run: Any, fname: str, base: Path, default_name: str) -> RunSettin
         name=name, output_dir=Path(get("output_dir", str, "runs")),
         device=get("device", str, "cpu"), batch_size=batch, seed=get("seed", int, 0),
         image_size=image_size, size_policy=policy, plugins=plugins, lpips=get("lpips", bool, False),
-        dists=get("dists", bool, False),
+        dists=get("dists", bool, False), attacked_images=fmt, executor=executor, ray_address=address,
     )
 
 

@@ -11,6 +11,7 @@ and images over PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -117,16 +118,31 @@ def apply_size_policy(x: torch.Tensor, size: tuple[int, int] | None, policy: str
     return torch.round(out.clamp(0, 1) * 255) / 255
 
 
-def batches(items: list, batch_size: int) -> list[list]:
-    """Consecutive runs of same-sized images, at most ``batch_size`` long (``items``: tuples whose second
-    element is the 3×H×W image)."""
+def batches(items: list, batch_size: int, shape=lambda it: it[1].shape) -> list[list]:
+    """Consecutive runs of same-sized images, at most ``batch_size`` long (``items``: by default tuples whose
+    second element is the 3×H×W image; ``shape`` gives an item's image shape otherwise)."""
     out: list[list] = []
     for it in items:
-        if out and len(out[-1]) < batch_size and out[-1][0][1].shape == it[1].shape:
+        if out and len(out[-1]) < batch_size and shape(out[-1][0]) == shape(it):
             out[-1].append(it)
         else:
             out.append([it])
     return out
+
+
+def quantize_8bit(x_adv: torch.Tensor, x: torch.Tensor, linf_budget: float | None = None) -> torch.Tensor:
+    """``x'`` on the 8-bit grid, as an 8-bit PNG file holds it (``x`` is on the grid: every prepared image is).
+
+    Each pixel is rounded to the nearest of the 256 levels; with an L∞ budget ε, the perturbation is then
+    kept within ``floor(255·ε)`` levels of ``x``, so the budget still holds after quantisation (ε = 4/255
+    keeps 4 levels; ε = 0.01 keeps 2). Idempotent: a quantised image is returned unchanged.
+    """
+    q = torch.round(x_adv.clamp(0, 1) * 255)
+    if linf_budget is not None:
+        k = math.floor(linf_budget * 255 + 1e-4)  # 1e-4 levels: float rounding of a budget given as k/255
+        base = torch.round(x * 255)
+        q = torch.min(torch.max(q, base - k), base + k)
+    return q / 255
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

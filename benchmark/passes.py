@@ -9,12 +9,17 @@ defense stage of a ``baseline`` defense (``D(x) = x``: the clean and attack stag
 images); every backward pass is needed. ``write_passes`` puts each stage's counts, the minimum and
 their ratio into ``<run>/passes.json``. Counting happens in whatever process runs the stage, so both
 executors record the same numbers.
+
+The hook costs little: fingerprints are computed where the images are (the GPU on a GPU run) and kept
+there; they are brought to the CPU and compared once per ``_RESOLVE_EVERY`` forward passes and when the
+stage's counts are read, never once per attack step (no device synchronisation inside an attack's loop).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,10 @@ import torch
 
 from .store import RunStore, atomic_write_json
 
-_CHUNK = 32  # images fingerprinted at once (bounds the int64 copy)
+_CHUNK = 1 << 22  # pixel values fingerprinted at once (bounds the int64 product: 32 MiB)
+_READ = 1 << 16  # bytes of a stage record read at a time while looking for its passes
+_MEMBER = b'\n "model_passes": {'
+_RESOLVE_EVERY = 256  # forward passes whose fingerprints wait on the device before one transfer
 _weights: dict[tuple[int, str], torch.Tensor] = {}  # one entry: the last (size, device)
 
 
@@ -31,11 +39,38 @@ _weights: dict[tuple[int, str], torch.Tensor] = {}  # one entry: the last (size,
 class StagePasses:
     forward: int = 0
     backward: int = 0
-    repeat: int = 0
-    seen: set[int] = field(default_factory=set, repr=False)
+    _repeat: int = field(default=0, repr=False)
+    _seen: set[int] = field(default_factory=set, repr=False)
+    # per forward pass, in order: its images' fingerprints (on the metric's device) and whether it had a gradient
+    _pending: list[tuple[torch.Tensor, bool]] = field(default_factory=list, repr=False)
+
+    def add(self, fps: torch.Tensor, grad: bool) -> None:
+        self._pending.append((fps, grad))
+        if len(self._pending) >= _RESOLVE_EVERY:
+            self._resolve()
+
+    def _resolve(self) -> None:
+        """Compare the pending fingerprints in order: a pass without gradient repeats the images any earlier
+        pass of the stage scored (not those of its own batch). One transfer for all of them."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        flat = torch.cat([fps.to(pending[0][0].device) for fps, _ in pending]).tolist()
+        i = 0
+        for fps, grad in pending:
+            batch = flat[i:i + len(fps)]
+            i += len(batch)
+            if not grad:
+                self._repeat += sum(fp in self._seen for fp in batch)
+            self._seen.update(batch)
+
+    @property
+    def repeat(self) -> int:
+        self._resolve()
+        return self._repeat
 
     def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if k != "seen"}
+        return {"forward": self.forward, "backward": self.backward, "repeat": self.repeat}
 
 
 _current: StagePasses | None = None
@@ -59,19 +94,18 @@ def instrument(metric: torch.nn.Module) -> torch.nn.Module:
     return metric
 
 
-def fingerprints(x: torch.Tensor) -> list[int]:
-    """One exact 64-bit fingerprint per image: its float32 bits dotted with fixed random integers (mod 2^64;
-    integer sums do not depend on the order of summation, so equal images always agree)."""
+def fingerprint(x: torch.Tensor) -> torch.Tensor:
+    """One exact 64-bit fingerprint per image, an int64 tensor on ``x``'s device (no synchronisation): its
+    float32 bits dotted with fixed random integers (mod 2^64; integer sums do not depend on the order of
+    summation, so equal images always agree)."""
     flat = x.detach().reshape(x.shape[0], -1).float().contiguous()
     k = (flat.shape[1], str(flat.device))
     if k not in _weights:
         _weights.clear()
         g = torch.Generator().manual_seed(flat.shape[1])
         _weights[k] = torch.randint(1, 2**62, (flat.shape[1],), generator=g, dtype=torch.int64).to(flat.device)
-    out: list[int] = []
-    for chunk in flat.split(_CHUNK):
-        out += (chunk.view(torch.int32).long() * _weights[k]).sum(1).tolist()
-    return out
+    parts = [(chunk.view(torch.int32) * _weights[k]).sum(1) for chunk in flat.split(max(1, _CHUNK // flat.shape[1]))]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _on_forward(module, args, output) -> None:
@@ -80,17 +114,37 @@ def _on_forward(module, args, output) -> None:
         return
     n = args[0].shape[0]
     c.forward += n
-    fps = fingerprints(args[0])
     grad = torch.is_tensor(output) and output.requires_grad
     if grad:
         output.register_hook(partial(_on_backward, c, n))
-    else:
-        c.repeat += sum(fp in c.seen for fp in fps)
-    c.seen.update(fps)
+    c.add(fingerprint(args[0]), grad)
 
 
 def _on_backward(c: StagePasses, n: int, grad: torch.Tensor) -> None:
     c.backward += n
+
+
+def stored_passes(path: Path) -> dict[str, int] | None:
+    """The ``model_passes`` member of a stored stage record (None: no record, or none in it), reading the
+    file once and only up to that member: the store writes records with sorted keys and one space of indent
+    per level, so the member starts a line `` "model_passes": {`` and comes before the per-image
+    ``records``. A record written otherwise is parsed whole."""
+    if not Path(path).is_file():  # not run, or failed
+        return None
+    buf, at = bytearray(), -1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_READ):
+            buf += chunk
+            if at < 0:
+                at = buf.find(_MEMBER, max(0, len(buf) - len(chunk) - len(_MEMBER)))
+            end = buf.find(b"}", at) if at >= 0 else -1
+            if end >= 0:
+                try:
+                    return json.loads(buf[at + len(_MEMBER) - 1:end + 1])
+                except ValueError:  # not the flat object of counts the runner writes: parse the record whole
+                    buf += fh.read()
+                    break
+    return json.loads(buf).get("model_passes")
 
 
 def write_passes(run_dir: Path, cells: list) -> dict[str, Any]:
@@ -99,7 +153,7 @@ def write_passes(run_dir: Path, cells: list) -> dict[str, Any]:
 
     store, rows = RunStore(run_dir), []
     for st in stage_graph(cells, "cpu").values():
-        p = store.load(st.kind, st.key).get("model_passes") if store.has(st.kind, st.key) else None
+        p = stored_passes(store.stage_path(st.kind, st.key))
         if p is None:  # not run, failed, or stored before passes were counted
             continue
         baseline = st.kind.startswith("def_") and bool(st.cell.defense.cls.baseline)

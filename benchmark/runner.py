@@ -3,9 +3,16 @@
 Stages (formulas.md notation), each stored under a content key of everything that determines it:
 
 - ``clean``      once per (dataset, metric):            s, m
-- ``attack``     once per (dataset, metric, attack):    x', s', imperceptibility of (x, x')
+- ``attack``     once per (dataset, metric, attack):    x' (one file per image), s', imperceptibility of (x, x')
 - ``def_clean``  once per (dataset, metric, defense):   s_D, quality of (x, D(x)), defense time
 - ``def_adv``    once per (dataset, metric, attack, defense): s'_D, quality of (x, D(x')), time
+
+Every stage streams: it reads the dataset's images (:class:`~benchmark.source.ImageSource`) and the
+attack's stored images batch by batch, so memory does not grow with the number of images. Nothing known is
+computed again: the attack's final scores of x' are reused; a defense that leaves its input unchanged
+(identity) is not scored again, and its pairs' quality is the attack stage's (x, x') or, for (x, x), the
+closed form; the quality of (x, D(x)), which no metric changes, is measured by the first metric's
+``def_clean`` stage and stored (``def_quality``) for the others.
 
 ``D(x)`` and ``D(x')`` use the same generator seed (derived from the dataset, defense and batch), so a
 randomised defense is compared like for like. A failing stage is recorded with its error and the
@@ -33,10 +40,11 @@ from . import passes
 from .attacks.adaptive import DefendedMetric
 from .config import MatrixConfig, PluginSpec
 from .datasets.base import spec_mos_lower_better
-from .errors import DataError, MissingWeightsError, NonFiniteScoreError
-from .images import apply_size_policy, batches, resize_to, to_tensor
+from .errors import MissingWeightsError, NonFiniteScoreError
+from .images import quantize_8bit, resize_to
 from .manifest import write_manifest
-from .quality import pair_quality, quality_keys
+from .quality import identical_quality, pair_quality, quality_keys
+from .source import ImageSource
 from .seeds import seed_from
 from .store import RunStore, atomic_write_json, content_key
 
@@ -67,7 +75,7 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
             clean = {**dkey, "metric": m.key()}
             for a in cfg.attacks:
                 for df in cfg.defenses:
-                    att = {**clean, "attack": a.key(), "seed": run.seed}
+                    att = {**clean, "attack": a.key(), "seed": run.seed, "attacked_images": run.attacked_images}
                     if a.adaptive:  # an adaptive attack sees the defense: one attack stage per defense
                         att["defense"] = df.key()
                     dc = {**clean, "defense": df.key(), "seed": run.seed}
@@ -76,7 +84,10 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
                         "clean": content_key({"stage": "clean", **clean}),
                         "attack": content_key({"stage": "attack", **att}),
                         "def_clean": content_key({"stage": "def_clean", **dc}),
-                        "def_adv": content_key({"stage": "def_adv", **da})}))
+                        "def_adv": content_key({"stage": "def_adv", **da}),
+                        # the quality of (x, D(x)), which no metric changes: measured once for every metric
+                        "def_quality": content_key({"stage": "def_quality", **dkey, "defense": df.key(),
+                                                    "seed": run.seed})}))
     return cells
 
 
@@ -151,7 +162,7 @@ class Runner:
         t0 = time.perf_counter()
         try:
             with passes.counting() as n_passes:
-                record, tensors = fn()
+                record = fn()
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
@@ -163,26 +174,14 @@ class Runner:
             return None
         record = {**record, "stage_seconds": time.perf_counter() - t0, "model_passes": n_passes.as_dict(),
                   **cell.labels()}
-        self.store.save(kind, key, record, tensors)
+        self.store.save(kind, key, record)
         return record
 
-    def load_images(self, spec: PluginSpec) -> list[tuple[str, torch.Tensor, float | None]]:
-        """``(image_id, 3×H×W image at the run's size policy, MOS)`` of a dataset; unreadable images skipped."""
-        dataset = spec.build()
-        images = []
-        ids = dataset.ids()
-        for image_id in tqdm(ids, desc=f"load {spec.label}", leave=False, disable=not self.progress):
-            try:
-                sample = dataset.load(image_id)
-            except DataError as exc:
-                log.warning("dataset %s: skipping image %s: %s", spec.label, image_id, exc)
-                self.skipped.append({"what": f"image {image_id} of {spec.label}", "reason": str(exc)})
-                continue
-            x = apply_size_policy(to_tensor(sample.image), self.cfg.run.image_size, self.cfg.run.size_policy)
-            images.append((sample.image_id, x, sample.mos))
-        if not images:
-            raise DataError(f"dataset {spec.label}: no readable images")
-        return images
+    def open_images(self, spec: PluginSpec) -> ImageSource:
+        """A dataset's readable images at the run's size policy, listed once and read batch by batch by each
+        stage (unreadable images are skipped, with the reason, in ``skipped.json``)."""
+        return ImageSource.scan(spec, self.cfg.run.image_size, self.cfg.run.size_policy, skipped=self.skipped,
+                                progress=self.progress)
 
     # -- main loop ----------------------------------------------------------------------------
     def run(self, executor: Executor | None = None) -> int:
@@ -270,28 +269,26 @@ class Runner:
         if attack is None:
             return False
         dc = self._stage("def_clean", cell.keys["def_clean"], cell,
-                         lambda: self._defend(cell, metric, defense(), images, adv=None))
+                         lambda: self._defend(cell, metric, defense(), images, clean["records"]))
         if dc is None:
             return False
         da = self._stage("def_adv", cell.keys["def_adv"], cell,
-                         lambda: self._defend(cell, metric, defense(), images,
-                                              adv=self.store.load_tensors("attack", cell.keys["attack"]),
-                                              adv_records=attack["records"]))
+                         lambda: self._defend(cell, metric, defense(), images, attack["records"], attack=attack))
         return da is not None
 
     # -- stages -------------------------------------------------------------------------------
-    def _clean(self, metric, images, dataset: PluginSpec):
+    def _clean(self, metric, images: ImageSource, dataset: PluginSpec):
         rows = []
-        for b in batches(images, self.cfg.run.batch_size):
-            ids = [i for i, _, _ in b]
-            scores = self._score(metric, torch.stack([x for _, x, _ in b]), ids, "clean")
-            rows += [{"image_id": i, "score": s, "mos": m} for (i, _, m), s in zip(b, scores)]
+        for b in images.batches(self.cfg.run.batch_size):
+            scores = self._score(metric, b.x, b.ids, "clean")
+            rows += [{"image_id": i, "score": s, "mos": m} for i, s, m in zip(b.ids, scores, b.mos)]
         return {"records": rows, "metric_meta": metric.metadata(),  # MOS direction: formulas.md §4
-                "mos_lower_better": spec_mos_lower_better(dataset.cls, dataset.params)}, None
+                "mos_lower_better": spec_mos_lower_better(dataset.cls, dataset.params)}
 
-    def _attack(self, cell: Cell, metric, images, defense: Callable):
+    def _attack(self, cell: Cell, metric, images: ImageSource, defense: Callable):
         attack = cell.attack.build()
-        gen = torch.Generator().manual_seed(seed_from(self.cfg.run.seed, cell.keys["attack"]))
+        fmt, key = self.cfg.run.attacked_images, cell.keys["attack"]
+        gen = torch.Generator().manual_seed(seed_from(self.cfg.run.seed, key))
         if attack.needs_fit:
             fit_key = content_key({"metric": cell.metric.key(), "attack": cell.attack.name,
                                    "fit": attack.fit_params(), "seed": self.cfg.run.seed})
@@ -302,42 +299,53 @@ class Runner:
         target = metric
         if cell.attack.adaptive:
             target = DefendedMetric(metric, defense(), cell.attack.eot_samples,
-                                    generator=torch.Generator().manual_seed(seed_from(cell.keys["attack"], "eot")))
-        rows, advs = [], {}
-        for b in tqdm(batches(images, self.cfg.run.batch_size), desc=f"attack {cell.attack.label}",
-                      leave=False, disable=not self.progress):
-            ids = [i for i, _, _ in b]
-            x = torch.stack([x for _, x, _ in b]).to(self.device)
+                                    generator=torch.Generator().manual_seed(seed_from(key, "eot")))
+        # stored as 8-bit PNG: x' is quantised before it is scored and measured (benchmark.attacked); an attack
+        # that scores its output (PGD) quantises it before its final forward pass, whose scores are then reused
+        attack.output_8bit = fmt == "png"
+        linf = attack.budget if attack.threat_model == "linf" else None
+        rows = []
+        for b in tqdm(images.batches(self.cfg.run.batch_size), total=len(images.plan(self.cfg.run.batch_size)),
+                      desc=f"attack {cell.attack.label}", leave=False, disable=not self.progress):
+            x = b.x.to(self.device)
             attack.last_scores = None
-            x_adv = attack(target, x, generator=gen).detach()
+            out = attack(target, x, generator=gen).detach()
+            x_adv = quantize_8bit(out, x, linf) if fmt == "png" else out
             # the attack's final forward pass already scored x' (non-adaptive: through f itself); reuse it
-            known = attack.last_scores if target is metric else None
-            scores = (self._check_finite(known, ids, "attacked") if known is not None and len(known) == len(ids)
-                      else self._score(metric, x_adv, ids, "attacked"))
+            known = attack.last_scores if target is metric and torch.equal(x_adv, out) else None
+            scores = (self._check_finite(known, b.ids, "attacked") if known is not None and len(known) == len(b.ids)
+                      else self._score(metric, x_adv, b.ids, "attacked"))
             q = pair_quality(x_adv, x, lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
             diff = (x_adv - x).flatten(1)
-            for j, i in enumerate(ids):
-                advs[i] = x_adv[j].cpu()
+            for j, i in enumerate(b.ids):
+                self.store.save_image("attack", key, i, x_adv[j], fmt)
                 rows.append({"image_id": i, "score_adv": scores[j], "linf_attack": float(diff[j].abs().max()),
                              "l2_attack": float(diff[j].norm()),
                              **{f"{k}_attack": float(v[j]) for k, v in q.items()}})
         meta = {"threat_model": attack.threat_model, "adaptive": cell.attack.adaptive, "budget": attack.budget,
-                "eot_samples": cell.attack.eot_samples if cell.attack.adaptive else 0}
-        return {"records": rows, "attack_meta": meta}, advs
+                "eot_samples": cell.attack.eot_samples if cell.attack.adaptive else 0, "image_format": fmt}
+        return {"records": rows, "attack_meta": meta}
 
-    def _defend(self, cell: Cell, metric, defense, images, adv: dict[str, torch.Tensor] | None,
-                adv_records: list[dict] | None = None):
+    def _defend(self, cell: Cell, metric, defense, images: ImageSource, known: list[dict],
+                attack: dict | None = None):
+        """``D(x)`` (``attack`` None; ``known``: the clean records) or ``D(x')`` (``attack``: the attack stage's
+        stored record, ``known``: its records), scored by the metric and measured against ``x``."""
+        run = self.cfg.run
+        known_rows = {r["image_id"]: r for r in known}
+        tag, what = ("clean", "defended clean") if attack is None else ("adv", "defended attacked")
+        shared = self._shared_quality(cell) if attack is None else None   # (x, D(x)) of another metric's stage
+        measured: list[dict] = []
+        keys = quality_keys(lpips=run.lpips, dists=run.dists)
         rows = []
-        known = {r["image_id"]: r for r in adv_records or []}  # the attack stage's quality of (x', x)
         dkey = content_key({"dataset": cell.dataset.key(), "defense": cell.defense.key()})
-        for b in batches(images, self.cfg.run.batch_size):
-            ids = [i for i, _, _ in b]
-            x = torch.stack([x for _, x, _ in b]).to(self.device)
-            inp = x if adv is None else torch.stack([adv[i] for i in ids]).to(self.device)
-            seed = seed_from(self.cfg.run.seed, dkey, ids)
+        for b in images.batches(run.batch_size):
+            ids = b.ids
+            x = b.x.to(self.device)
+            inp = x if attack is None else torch.stack(
+                [self.store.load_image("attack", cell.keys["attack"], i, attack["attack_meta"]["image_format"])
+                 for i in ids]).to(self.device)
+            seed = seed_from(run.seed, dkey, ids)
             gen = torch.Generator().manual_seed(seed)
-            tag = "clean" if adv is None else "adv"
-            what = "defended " + ("clean" if adv is None else "attacked")
             t0 = time.perf_counter()
             certs: list[dict] = [{} for _ in ids]
             if defense.wraps_metric:
@@ -351,24 +359,45 @@ class Runner:
                 with torch.no_grad():
                     out = defense(inp, generator=gen).clamp(0, 1)
                 seconds = (time.perf_counter() - t0) / len(ids)
-                scores = self._score(metric, out, ids, what)
-            if adv is not None and all(i in known for i in ids) and torch.equal(out, inp):
+                if torch.equal(out, inp):  # D left the image as it was (identity): its score is stored already
+                    scores = [known_rows[i]["score" if attack is None else "score_adv"] for i in ids]
+                else:
+                    scores = self._score(metric, out, ids, what)
+            unchanged = torch.equal(out, inp) and not defense.changes_geometry
+            if unchanged and attack is None:  # (x, x): known in closed form
+                q = identical_quality(len(ids), min(x.shape[-2:]), lpips=run.lpips, dists=run.dists)
+            elif unchanged:
                 # D(x') = x' (identity; smoothing defenses, which score through the metric): the pair (x, D(x'))
                 # is the attack stage's (x, x'), computed by the same code on the same batch: reuse it
-                q = {k: torch.tensor([known[i][f"{k}_attack"] for i in ids], dtype=torch.float64)
-                     for k in quality_keys(lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)}
+                q = {k: torch.tensor([known_rows[i][f"{k}_attack"] for i in ids], dtype=torch.float64) for k in keys}
+            elif shared is not None:
+                q = {k: torch.tensor([shared[i][f"{k}_def_clean"] for i in ids], dtype=torch.float64) for k in keys}
             else:
-                q = pair_quality(resize_to(out, x), x, lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
+                q = pair_quality(resize_to(out, x), x, lpips=run.lpips, dists=run.dists)
             q_aligned = q  # against A(x), the clean image in the output's geometry (formulas.md §3)
-            if defense.changes_geometry:  # align draws what forward drew, from a generator in the same state
+            if defense.changes_geometry and shared is not None:
+                q_aligned = {k: torch.tensor([shared[i][f"{k}_def_clean_aligned"] for i in ids], dtype=torch.float64)
+                             for k in keys}
+            elif defense.changes_geometry:  # align draws what forward drew, from a generator in the same state
                 ref = defense.align(x, generator=torch.Generator().manual_seed(seed)).clamp(0, 1)
-                q_aligned = pair_quality(out, resize_to(ref, out), lpips=self.cfg.run.lpips, dists=self.cfg.run.dists)
+                q_aligned = pair_quality(out, resize_to(ref, out), lpips=run.lpips, dists=run.dists)
             for j, i in enumerate(ids):
-                rows.append({"image_id": i, ("score_def" if adv is None else "score_adv_def"): scores[j],
-                             f"seconds_def_{tag}": seconds, **{f"{k}_def_{tag}": float(v[j]) for k, v in q.items()},
-                             **{f"{k}_def_{tag}_aligned": float(v[j]) for k, v in q_aligned.items()},
+                quality = {**{f"{k}_def_{tag}": float(v[j]) for k, v in q.items()},
+                           **{f"{k}_def_{tag}_aligned": float(v[j]) for k, v in q_aligned.items()}}
+                measured.append({"image_id": i, **quality})
+                rows.append({"image_id": i, ("score_def" if attack is None else "score_adv_def"): scores[j],
+                             f"seconds_def_{tag}": seconds, **quality,
                              **{f"{k}_{tag}": v for k, v in certs[j].items() if k != "smoothed"}})
+        if attack is None and shared is None:
+            self.store.save("def_quality", cell.keys["def_quality"], {"records": measured, **cell.labels()})
         meta = {"stochastic": bool(defense.stochastic), "differentiable": bool(defense.differentiable),
                 "certified": bool(defense.wraps_metric), "baseline": bool(defense.baseline),
                 "changes_geometry": bool(defense.changes_geometry)}
-        return {"records": rows, "defense_meta": meta}, None
+        return {"records": rows, "defense_meta": meta}
+
+    def _shared_quality(self, cell: Cell) -> dict[str, dict] | None:
+        """The stored quality of (x, D(x)) of this dataset and defense, by image id, or None."""
+        key = cell.keys["def_quality"]
+        if not self.store.has("def_quality", key):
+            return None
+        return {r["image_id"]: r for r in self.store.load("def_quality", key)["records"]}

@@ -170,7 +170,8 @@ def _full_reference(tag: str, aligned: bool = False) -> None:
 
 
 _full_reference("attack")
-_c("linf_attack", "L∞(x' − x)", "mean ‖x' − x‖∞ (pixel values in [0, 1])", None, "attack", per_image=True)
+_c("linf_attack", "L∞(x' − x)", "mean ‖x' − x‖∞ (pixel values in [0, 1]; x' as stored, 8-bit by default)", None,
+   "attack", per_image=True)
 _c("l2_attack", "L2(x' − x)", "mean ‖x' − x‖₂ (pixel values in [0, 1])", None, "attack", per_image=True)
 
 # -- what is left through the defense (formulas.md §3) -----------------------------------------------

@@ -4,7 +4,8 @@ Layout::
 
     <run>/manifest.json              config, resolved plugin parameters, versions, device, seeds
     <run>/stages/<kind>/<key>.json   one finished stage: its spec and per-image records
-    <run>/stages/<kind>/<key>.pt     tensors of a stage (attacked images), written before its .json
+    <run>/stages/attack/<key>/       the attack stage's attacked images, one file each (8-bit PNG by
+                                     default; :mod:`benchmark.attacked`), written before its .json
     <run>/errors/<key>.json          a failed stage: its spec and the error
     <run>/records.csv, summary.csv, summary.md, report.html   derived; re-rendered by ``report``
     <run>/.lock                      the writer's advisory lock, with its pid, host and start time
@@ -36,9 +37,10 @@ from typing import Any
 
 import torch
 
-from .errors import BenchmarkError
+from . import attacked
+from .errors import BenchmarkError, DataError
 
-STAGE_VERSION = 1  # bump when a stage's computation changes, to invalidate stored results
+STAGE_VERSION = 2  # bump when a stage's computation changes, to invalidate stored results
 TOOL = "iqa-robustness-benchmark"  # the manifest's "tool" field: what makes a directory a run of this tool
 LOCK_NAME = ".lock"
 TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$|^.+\.parquet\.tmp$")
@@ -97,18 +99,32 @@ class RunStore:
     def load(self, kind: str, key: str) -> dict[str, Any]:
         return json.loads(self.stage_path(kind, key).read_text())
 
-    def save(self, kind: str, key: str, record: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
-        if tensors is not None:
-            import io
-
-            buf = io.BytesIO()
-            torch.save({k: v.detach().cpu() for k, v in tensors.items()}, buf)
-            atomic_write_bytes(self.stage_path(kind, key, ".pt"), buf.getvalue())
+    def save(self, kind: str, key: str, record: dict[str, Any]) -> None:
+        """Store a finished stage (its images, if any, were written before): its JSON marks it complete."""
         self.clear_error(key)
         atomic_write_json(self.stage_path(kind, key), {"key": key, "kind": kind, **record})
 
-    def load_tensors(self, kind: str, key: str) -> dict[str, torch.Tensor]:
-        return torch.load(self.stage_path(kind, key, ".pt"), map_location="cpu", weights_only=True)
+    # -- per-image files of a stage (attacked images; benchmark.attacked) ---------------------
+    def image_path(self, kind: str, key: str, image_id: str, fmt: str) -> Path:
+        return self.root / "stages" / kind / key / attacked.file_name(image_id, fmt)
+
+    def save_image(self, kind: str, key: str, image_id: str, x: torch.Tensor, fmt: str) -> None:
+        self.save_image_bytes(kind, key, image_id, attacked.encode(x, fmt), fmt)
+
+    def save_image_bytes(self, kind: str, key: str, image_id: str, data: bytes, fmt: str) -> None:
+        atomic_write_bytes(self.image_path(kind, key, image_id, fmt), data)
+
+    def image_bytes(self, kind: str, key: str, image_id: str, fmt: str) -> bytes:
+        return self.image_path(kind, key, image_id, fmt).read_bytes()
+
+    def load_image(self, kind: str, key: str, image_id: str, fmt: str) -> torch.Tensor:
+        """One stored image, 3×H×W float32; a missing or unreadable file is a :class:`DataError` naming it."""
+        try:
+            return attacked.decode(self.image_bytes(kind, key, image_id, fmt), fmt)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"stored image {self.image_path(kind, key, image_id, fmt)} of {image_id} is missing "
+                            f"or unreadable ({exc}); run again with --resume after deleting "
+                            f"{self.stage_path(kind, key)} to recompute the stage") from None
 
     def save_error(self, key: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.root / "errors" / f"{key}.json", {"key": key, **record})

@@ -3,8 +3,9 @@
 - :func:`save_checkpoint`: ``torch.save`` written atomically (UAP perturbations, denoisers, training sets).
 - :func:`load_checkpoint`: ``torch.load(weights_only=True, map_location="cpu")`` of a local file, so a
   checkpoint yields tensors, numbers, strings and containers only, never arbitrary pickled objects; a
-  missing file is a :class:`MissingWeightsError` naming it and its release, a file that pickles Python
-  objects a :class:`CheckpointError` with a one-line re-save command.
+  missing file is a :class:`MissingWeightsError` naming it and where to get it, a truncated or corrupt
+  one a :class:`CheckpointError` naming it, a file that pickles Python objects a CheckpointError with a
+  one-line re-save command. Every weights file the project reads goes through it (metrics, denoisers).
 - :func:`check_weights_file`: the same check before a library (pyiqa) unpickles a user-named file without it.
 - :func:`weights_guard`: every download pyiqa or torch hub would attempt becomes a MissingWeightsError naming
   the file to put in place (no network retries); :func:`offline_requested` reads ``HF_HUB_OFFLINE`` /
@@ -36,24 +37,36 @@ GENERIC_RESAVE = ("m = torch.load(SRC, weights_only=False); "
                   "m = m.state_dict() if hasattr(m, 'state_dict') else m.get('state_dict', m); torch.save(m, DST)")
 
 
-def load_checkpoint(path: Path, what: str, release: str, resave: str = GENERIC_RESAVE) -> Any:
-    """``torch.load`` of a local file, safely; MissingWeightsError naming the file and the release if absent.
+def load_checkpoint(path: Path, what: str, release: str = "", resave: str = GENERIC_RESAVE, *,
+                    hint: str | None = None, key: str | None = None, mmap: bool = False) -> Any:
+    """``torch.load`` of a local file, safely; every failure is one line naming the file and what to do.
 
-    ``resave`` is the Python statement (with ``SRC``/``DST`` placeholders) suggested for re-saving a file
-    that pickles Python objects as plain tensors and numbers.
+    - absent: :class:`MissingWeightsError` (``key``: the parameter naming the file) with ``hint``, or
+      "Download it from ``release``";
+    - not a torch file, truncated or corrupt: :class:`CheckpointError` with torch's reason, then ``hint``;
+    - pickles Python objects: :class:`CheckpointError` with ``resave`` (a Python statement with
+      ``SRC``/``DST`` placeholders) that re-saves it as plain tensors and numbers.
+
+    ``mmap=True`` maps a zip checkpoint's tensors instead of reading them: the pickle is still fully
+    checked, at a fraction of the cost (for files only checked here and read again by someone else).
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingWeightsError(what, str(path), f"Download it from {release} and point 'weights' at it")
+        raise MissingWeightsError(what, str(path), hint or (release and f"Download it from {release} and point "
+                                                            "'weights' at it"), key=key)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if mmap:  # only zip checkpoints can be mapped; legacy files are read in full
+            with path.open("rb") as fh:
+                mmap = fh.read(4) == b"PK\x03\x04"
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
         pickled = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         if pickled is None:
             detail = re.search(r"WeightsUnpickler error:\s*(.+)", text) or re.match(r"(.*)", text)
+            reason = re.split(r"(?<=[^.])\.\s", detail.group(1).strip())[0][:200]  # torch's first sentence
             raise CheckpointError(f"{what}: {path} is not a readable torch checkpoint "
-                                  f"({type(exc).__name__}: {detail.group(1).strip()})") from None
+                                  f"({type(exc).__name__}: {reason})" + (f"; {hint}" if hint else "")) from None
         cmd = resave.replace("SRC", repr(path.name)).replace("DST", repr(f"{path.stem}_plain.pt"))
         raise CheckpointError(
             f"{what}: {path} pickles Python objects ({pickled.group(1)}), so it does not load with "
@@ -112,12 +125,13 @@ def weights_guard(metric: str, download: bool) -> Iterator[None]:
 
 
 def check_weights_file(path: Path, what: str, *, full: bool = True) -> None:
-    """Read a user-named file with ``torch.load(weights_only=True)`` before pyiqa unpickles it unrestricted;
-    a file holding anything but tensors, numbers, strings and containers is refused (CheckpointError).
+    """Unpickle a user-named file with ``torch.load(weights_only=True, mmap=True)`` before pyiqa unpickles it
+    unrestricted; a file holding anything but tensors, numbers, strings and containers is refused
+    (CheckpointError). The tensors of a zip checkpoint are mapped, not read (legacy files are read in full).
 
     MATLAB files (NIQE's parameters, read by scipy, which runs no code) pass: a file that begins with
     ``MATLAB`` cannot be a valid pickle stream. ``full=False`` (for ``validate``) only disassembles the
-    pickle of a zip checkpoint (torch's static scan, no tensor is read) and loads other files in full.
+    pickle of a zip checkpoint (torch's static scan, which names the callables it would run) when it can.
     """
     with Path(path).open("rb") as fh:
         head = fh.read(6)
@@ -135,4 +149,4 @@ def check_weights_file(path: Path, what: str, *, full: bool = True) -> None:
         if unsafe:
             raise CheckpointError(f"{what}: {path} is not a plain weights file: unpickling it would call "
                                   f"{', '.join(sorted(unsafe)[:3])}, which could run any code; refused")
-    load_checkpoint(path, what, release="the metric's authors")
+    load_checkpoint(path, what, release="the metric's authors", mmap=True)

@@ -5,10 +5,10 @@
 
 Both run on the same images (scikit-image photographs in an image folder, the default model, PGD L∞
 eps = 4/255 with a random start), batch by batch, timed alternately (interleaved repeats: load on a
-shared machine hits both alike). The runner side is ``Runner._attack`` (the stage's body: attack,
-re-score, PSNR/SSIM/MS-SSIM, L∞/L2, records, inside the model-pass accounting that ``Runner._stage``
-wraps it in; storing them is not timed); the hand-written side is the
-textbook loop (``steps`` forward+backward passes and one final forward pass) with PSNR and SSIM
+shared machine hits both alike). The runner side is ``Runner._attack`` (the stage's body: images read
+from their files batch by batch, attack, 8-bit quantisation, re-score, PSNR/SSIM/MS-SSIM, L∞/L2, each x'
+written as a PNG file, records, inside the model-pass accounting that ``Runner._stage`` wraps it in;
+storing the stage's JSON is not timed); the hand-written side is the textbook loop on images held in memory (``steps`` forward+backward passes and one final forward pass) with PSNR and SSIM
 (``benchmark.quality``'s float32 ones, pyiqa's definitions). A forward hook counts the images through the
 metric (forward) and through its gradient (backward) against the minimum: ``steps + 1`` forwards and
 ``steps`` backwards per image. Figures: time ratio of the stage to the loop (target ≤ 1.10), of the
@@ -40,7 +40,8 @@ from common import timed, write_json  # noqa: E402
 from benchmark import passes, quality  # noqa: E402
 from benchmark.config import load_config  # noqa: E402
 from benchmark.photos import TEST_PHOTOS, TRAIN_PHOTOS, load_photo, square  # noqa: E402
-from benchmark.runner import Runner, batches, plan  # noqa: E402
+from benchmark.images import batches  # noqa: E402
+from benchmark.runner import Runner, plan  # noqa: E402
 
 EPS = 4 / 255
 
@@ -144,15 +145,16 @@ name = "identity"
     cfg = load_config(tmp / "matrix.toml")
     cell = plan(cfg)[0]
     runner = Runner(cfg, tmp / "runs" / "attack-stage", progress=False)
-    images = runner.load_images(cell.dataset)
-    metric = runner.build_metric(cell.metric)
+    source = runner.open_images(cell.dataset)  # the stage streams it from the files, PNG-saves x' and reads no
+    images = [(i, b.x[j], m) for b in source.batches(args.batch) for j, (i, m) in enumerate(zip(b.ids, b.mos))]
+    metric = runner.build_metric(cell.metric)   # ... while the hand-written loop gets the images in memory
     counter = PassCounter(metric)
     attack = cell.attack.build()
     n = len(images)
 
     def stage():  # as Runner._stage runs it: inside the model-pass accounting of benchmark.passes
         with passes.counting():
-            return runner._attack(cell, metric, images, defense=lambda: None)
+            return runner._attack(cell, metric, source, defense=lambda: None)
 
     def hand():
         return hand_stage(metric, images, args.batch, args.steps, device)

@@ -8,7 +8,8 @@ bare default model's samples per second at every batch size of the tuner's candi
 yardstick), median smoothing with the tuned batch (``sample_batch = None``, the default; tuned on a
 warm-up image before the rounds) and with each fixed ``--batches`` size, on one image of ``n`` samples.
 The figure is the median over rounds of smoothing's samples per second over the bare model's best of the
-same round, in wall-clock time and (on the CPU) in process CPU time. Writes
+same round, in wall-clock time and (on the CPU) in process CPU time. Each round also times the noise draws
+alone (one image's n samples, as the tuned batch takes them) against a bare forward pass. Writes
 benchmarks/results/smoothing_throughput.json with machine metadata.
 """
 from __future__ import annotations
@@ -44,6 +45,13 @@ def bare(model, x: torch.Tensor, batches: tuple[int, ...], samples: int, device)
     return out
 
 
+def noise_ms_per_sample(img: torch.Tensor, n: int, batch: int, device) -> float:
+    """Milliseconds per sample of drawing one image's ``n`` noisy samples' noise, ``batch`` at a time."""
+    stream = msm.NoiseStream(msm.MedianSmoothing().draw_gaussian, img, n, torch.Generator().manual_seed(0))
+    wall, _, _ = timed(lambda: [stream.take(min(batch, n - i)) for i in range(0, n, batch)], device)
+    return 1e3 * wall / n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -76,7 +84,8 @@ def main() -> int:
         best_b = max(rates, key=lambda b: rates[b][0])
         row = {"bare": {str(b): {"samples_per_s": w, "samples_per_cpu_s": c} for b, (w, c) in rates.items()},
                "bare_best_batch": best_b, "bare_best_samples_per_s": rates[best_b][0],
-               "bare_best_samples_per_cpu_s": max(c for _, c in rates.values()), "smoothing": {}}
+               "bare_best_samples_per_cpu_s": max(c for _, c in rates.values()),
+               "noise_ms_per_sample": noise_ms_per_sample(x[0], args.n, tuner.chosen, device), "smoothing": {}}
         for name, ms in configs.items():
             wall, cpu, _ = timed(lambda ms=ms, r=r: ms.score(model, x, generator=torch.Generator().manual_seed(r)),
                                  device)
@@ -85,7 +94,8 @@ def main() -> int:
                                       "ratio_to_bare_best_cpu": args.n / max(cpu, 1e-9)
                                       / row["bare_best_samples_per_cpu_s"]}
         rounds.append(row)
-        print(f"round {r}: bare best {row['bare_best_samples_per_s']:.1f} samples/s (batch {best_b}); "
+        print(f"round {r}: bare best {row['bare_best_samples_per_s']:.1f} samples/s (batch {best_b}), noise "
+              f"{row['noise_ms_per_sample']:.2f} ms/sample; "
               + "; ".join(f"{k} {v['samples_per_s']:.1f}/s = {v['ratio_to_bare_best']:.2f} "
                           f"(cpu {v['ratio_to_bare_best_cpu']:.2f})" for k, v in row["smoothing"].items()))
     summary = {name: {"ratio_to_bare_best": statistics.median(r["smoothing"][name]["ratio_to_bare_best"] for r in rounds),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -157,6 +158,26 @@ def test_stored_summary_is_reused_only_while_newer_than_the_stages(runs, tmp_pat
     os.utime(stage)                                  # a stage stored after the summary: recomputed
     assert main(["leaderboard", str(run), "-o", str(site)]) == 0
     assert 0.987654 not in set(pd.read_csv(site / "leaderboard.csv")["worst_robust_gain"].round(6))
+
+
+def test_baseline_flag_attached_once_and_for_a_summary_written_without_it(runs, tmp_path, monkeypatch):
+    from benchmark.reports import leaderboard, runinfo
+
+    spy = mock.Mock(wraps=runinfo.attach_baseline)
+    monkeypatch.setattr(runinfo, "attach_baseline", spy)       # complete_summary
+    monkeypatch.setattr(leaderboard, "attach_baseline", spy)   # load_run
+    run = tmp_path / "a"
+    shutil.copytree(runs / "a", run)
+    stored = pd.read_csv(run / "summary.csv")
+    reference = leaderboard.load_run(run).cells.set_index(["attack", "defense"])["defense_baseline"]
+    assert spy.call_count == 0 and reference.xs("identity", level="defense").all() and reference.sum() == 2
+    (run / "summary.csv").unlink()                                 # computed from the records
+    assert leaderboard.load_run(run).cells.set_index(["attack", "defense"])["defense_baseline"].equals(reference)
+    assert spy.call_count == 1 and len(spy.call_args.args[0]) == len(stored)
+    stored.drop(columns="defense_baseline").to_csv(run / "summary.csv", index=False)   # an older summary.csv
+    spy.reset_mock()
+    assert leaderboard.load_run(run).cells.set_index(["attack", "defense"])["defense_baseline"].equals(reference)
+    assert spy.call_count == 1 and len(spy.call_args.args[0]) == len(stored)
 
 
 def test_canonical_labels_fill_in_defaults():

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
+from benchmark import passes
 from benchmark.config import load_config
 from benchmark.runner import Runner
+from benchmark.store import RunStore
 
 from conftest import fgsm_pgd_tables, folder_config
 
@@ -41,3 +46,67 @@ def test_passes_per_stage_against_the_minimum(tmp_path, image_folder):
     assert (t["min_forward"], t["backward"]) == (n * (1 + 2 + 4 + 1 + 2), 4 * n)
     assert t["forward"] == sum(r["forward"] for r in out["stages"]) >= t["min_forward"]
     assert t["forward_ratio"] == t["forward"] / t["min_forward"] and t["backward_ratio"] == 1.0
+
+
+class _Sum(torch.nn.Module):
+    """A stand-in metric: the mean of each image (differentiable, cheap)."""
+
+    def forward(self, x):
+        return x.mean((1, 2, 3))
+
+
+def _stage(metric, x, x2):
+    """Two gradient steps (at x, then x2), then no-grad scores of [x2, x2, fresh] and of x: the runner's shape."""
+    with passes.counting() as c:
+        for xs in (x, x2):
+            metric(xs.clone().requires_grad_(True)).sum().backward()
+        with torch.no_grad():
+            metric(torch.cat([x2[:1], x2[:1], torch.rand_like(x[:1])]))
+            metric(x)
+    waiting = len(c._pending)  # forward passes whose fingerprints are still on the device
+    return c.as_dict(), waiting
+
+
+@pytest.mark.parametrize("resolve_every", [1, 2, 256])
+def test_repeats_are_no_grad_scores_of_images_any_earlier_pass_scored(monkeypatch, resolve_every):
+    # fingerprints wait on the metric's device and are compared in batches: the counts never depend on when
+    monkeypatch.setattr(passes, "_RESOLVE_EVERY", resolve_every)
+    metric = passes.instrument(_Sum())
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    x2 = x + 1 / 255
+    # 3+3 gradient images, then 3 scored (x2[0] twice in one batch: a repeat of the gradient pass, not of each
+    # other, since a batch repeats only earlier passes), then x (3 repeats of the first gradient pass)
+    counts, waiting = _stage(metric, x, x2)
+    assert counts == {"forward": 12, "backward": 6, "repeat": 2 + 3}
+    assert waiting == 4 % resolve_every  # compared (one transfer) only every resolve_every passes, and when read
+
+
+def test_fingerprints_are_exact(monkeypatch):
+    x = torch.rand(40, 3, 5, 7, generator=torch.Generator().manual_seed(1))
+    fp = passes.fingerprint(x)
+    assert fp.dtype == torch.int64 and fp.shape == (40,)
+    monkeypatch.setattr(passes, "_CHUNK", 6 * 3 * 5 * 7 + 1)  # 6 images a chunk: the same fingerprints
+    assert torch.equal(passes.fingerprint(x), fp)
+    assert torch.equal(passes.fingerprint(x.clone()), fp) and len(set(fp.tolist())) == 40
+    y = x.clone()
+    y[33, 2, 4, 6] = torch.nextafter(y[33, 2, 4, 6], torch.tensor(2.0))  # one ulp of one pixel
+    assert (passes.fingerprint(y) != fp).tolist() == [i == 33 for i in range(40)]
+
+
+def test_stored_passes_reads_the_record_only_up_to_its_passes(tmp_path):
+    store = RunStore(tmp_path)
+    rows = [{"image_id": f"img{i:05d}", "score": i / 7, "score_adv": -i / 3} for i in range(20000)]
+    counts = {"forward": 40, "backward": 30, "repeat": 4}
+    store.save("attack", "k", {"attack_meta": {"budget": 1.0}, "model_passes": counts, "records": rows})
+    path = store.stage_path("attack", "k")
+    assert passes.stored_passes(path) == counts == store.load("attack", "k")["model_passes"]
+    # the per-image records after the member are never read: cutting the file after it changes nothing
+    text = path.read_text()
+    path.write_text(text[:text.index('"records"') + 200])
+    assert passes.stored_passes(path) == counts
+    # a record written otherwise (no indent) is parsed whole; one without passes, or none at all, gives None
+    path.write_text(json.dumps({"records": rows[:3], "model_passes": counts}))
+    assert passes.stored_passes(path) == counts
+    path.write_text(json.dumps({"key": "k", "records": rows[:3]}, indent=1, sort_keys=True))
+    assert passes.stored_passes(path) is None
+    assert passes.stored_passes(tmp_path / "absent.json") is None

@@ -128,6 +128,11 @@ def test_ray_cluster_gives_the_local_records(ray_cluster, tmp_path, image_folder
     # every stage computed once: 1 clean, 2 attacks, 2 defended clean, 4 defended attacked
     stages = tmp_path / "runs" / "remote" / "stages"
     assert [len(list((stages / k).glob("*.json"))) for k in ("clean", "attack", "def_clean", "def_adv")] == [1, 2, 2, 4]
+    # the attacked images, written through the driver's file actor, are the local run's files byte for byte
+    local_files = {p.relative_to(tmp_path / "runs" / "local"): p.read_bytes()
+                   for p in (tmp_path / "runs" / "local" / "stages" / "attack").rglob("*.png")}
+    assert len(local_files) == 2 * 4 and local_files == {
+        p.relative_to(tmp_path / "runs" / "remote"): p.read_bytes() for p in (stages / "attack").rglob("*.png")}
     assert not (tmp_path / "runs" / "remote" / "errors").exists() or not any((tmp_path / "runs" / "remote" / "errors").iterdir())
     # a resume on the cluster has nothing left to do and changes nothing
     before = {p: p.stat().st_mtime_ns for p in stages.rglob("*.json")}

@@ -5,6 +5,7 @@ import base64
 import io
 import math
 import re
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -167,6 +168,34 @@ def test_report_page_sections_plots_and_strips(report_run):
     assert "src=\"http" not in html and "<script src" not in html
 
 
+def test_report_attaches_the_baseline_flag_once_and_renders_the_same_page(report_run, monkeypatch):
+    from benchmark.reports import build_report, runinfo
+    from benchmark.reports import html as html_mod
+
+    spy = mock.Mock(wraps=runinfo.attach_baseline)
+    monkeypatch.setattr(runinfo, "attach_baseline", spy)       # complete_summary (write_tables)
+    monkeypatch.setattr(html_mod, "attach_baseline", spy)      # render_html
+    before = (report_run / "report.html").read_text()
+    build_report(report_run)
+    assert spy.call_count == 1 and len(spy.call_args.args[0]) > 0
+    after = (report_run / "report.html").read_text()
+    drop = re.compile(r"\d{4}-\d\d-\d\d[T ][\d:.+]*")     # the manifest's time stamps
+    assert drop.sub("", after) == drop.sub("", before) and ">reference<" in after
+
+
+def test_shared_cell_text_of_report_and_leaderboard():
+    from benchmark.reports.format import as_float, defense_flags, fmt, header, rank_text
+
+    assert header("robust_abs_gain")["title"].endswith(" ↓") and "s'_D" in header("robust_abs_gain")["hover"]
+    assert header("no_such_column") == {"title": "no_such_column", "hover": "no_such_column"}
+    assert header("quality", "q")["hover"] == "q"
+    assert rank_text(pd.NA, pd.NA, True) == ("reference", "") and rank_text(2, 1, False) == ("2", "1")
+    assert defense_flags(True, False, False) == ["damages more than the attack", "met no adaptive attack"]
+    assert defense_flags(False, False, True) == [] and defense_flags(False, True, False) == []
+    assert fmt(0.123456) == "0.1235" and fmt(math.nan) == "–" and fmt(True) == "yes" and fmt(None) == "–"
+    assert as_float("x") != as_float("x") and as_float("2.5") == 2.5 and math.isnan(as_float(None))
+
+
 def test_strips_recompute_the_purified_image_deterministic_and_stochastic(report_run):
     html = (report_run / "report.html").read_text()
     # jpeg (deterministic) and random_noise (stochastic, batch of 3 with the stage's seed) reproduce the
@@ -190,7 +219,7 @@ def test_strip_falls_back_to_the_difference_when_the_defense_is_not_reproducible
     cells[0]["keys"] = next(c["keys"] for c in planned if c["attack"] == cells[0]["attack"]
                             and c["defense"] == cells[0]["defense"])
     # a defense whose output here differs from the stored run (e.g. changed code): its images are refused
-    monkeypatch.setattr(strips._Sources, "purified", lambda self, cell, i, order, adv: (adv[i] * 0.5, ""))
+    monkeypatch.setattr(strips._Sources, "purified", lambda self, cell, i, order, adv: (adv.get(i) * 0.5, ""))
     out = strips.cell_strips(report_run, load_manifest(report_run), records, cells)[0]
     assert any("not the stored" in n for n in out["notes"])
     assert all(p["thumbs"][2]["alt"].startswith("difference") for p in out["picks"])

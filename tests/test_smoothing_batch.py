@@ -23,14 +23,18 @@ class TinyMetric(torch.nn.Module):
 
 
 @torch.no_grad()
-def former_samples(ms: MedianSmoothing, metric, x, generator, batch: int = 50):
-    """The samples of the code before batch tuning: one draw of ``batch`` noisy copies per forward pass."""
+def former_samples(ms: MedianSmoothing, metric, x, generator, batch: int = 50, per_sample: bool = False):
+    """The samples of the code before batch tuning: ``batch`` noisy copies per forward pass, their noise one
+    draw of ``batch`` copies (``per_sample``: one draw of the image's shape per copy, as now)."""
     out = []
     for img in x:
         ys = []
         for start in range(0, ms.n, batch):
             k = min(batch, ms.n - start)
-            eps = torch.randn((k, *img.shape), generator=generator)
+            if per_sample:
+                eps = torch.stack([torch.randn(img.shape, generator=generator) for _ in range(k)])
+            else:
+                eps = torch.randn((k, *img.shape), generator=generator)
             ys.append(metric((img + ms.sigma * eps).clamp(0, 1)).float())
         out.append(torch.cat(ys))
     return torch.stack(out)
@@ -45,8 +49,8 @@ def probe(x):
 def test_scores_do_not_depend_on_the_forward_batch(size):
     metric = TinyMetric().eval()
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    draws = former_samples(MedianSmoothing(n=120), probe, x, torch.Generator().manual_seed(5))
-    want = former_samples(MedianSmoothing(n=120), metric, x, torch.Generator().manual_seed(5))
+    draws = former_samples(MedianSmoothing(n=120), probe, x, torch.Generator().manual_seed(5), per_sample=True)
+    want = former_samples(MedianSmoothing(n=120), metric, x, torch.Generator().manual_seed(5), per_sample=True)
     for batch in (None, 1, 7, 50, 64, 120):
         ms = MedianSmoothing(n=120, sample_batch=batch)
         # the noise is the same, bit for bit, whatever the batch ...
@@ -55,11 +59,39 @@ def test_scores_do_not_depend_on_the_forward_batch(size):
         got = ms.samples(metric, x, torch.Generator().manual_seed(5))
         torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
         if batch == 50:
-            assert torch.equal(got, want)  # the former default: identical records
+            assert torch.equal(got, want)
+    # where the image's size is a multiple of 16, the draws are those of the former blocks of 50 copies: the
+    # records of the code before per-copy draws, unchanged
+    former = former_samples(MedianSmoothing(n=120), metric, x, torch.Generator().manual_seed(5))
+    assert torch.equal(former, want) == (3 * size * size % 16 == 0)
     ms = MedianSmoothing(n=120, sample_batch=50)
     scores, certs = ms.score(metric, x, generator=torch.Generator().manual_seed(5))
     ref = [median_certificate(y, ms.radius, ms.sigma, ms.confidence) for y in want.numpy()]
     assert certs == ref and np.allclose(scores.numpy(), [c["smoothed"] for c in ref])
+
+
+@pytest.mark.parametrize("per_copy", [True, False])  # the CPU's draws per copy, the GPU's blocks (here on the CPU)
+def test_noise_stream_gives_a_chunk_back_and_noisy_keeps_its_gradient(per_copy):
+    img = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))  # 192 values: either way the same draws
+    g = torch.Generator().manual_seed(3)
+    ref_g = torch.Generator().manual_seed(3)
+    ref = torch.stack([torch.randn(img.shape, generator=ref_g) for _ in range(5)])
+    stream = msm.NoiseStream(MedianSmoothing().draw_gaussian, img, 5, g)
+    stream.cpu = per_copy
+    assert torch.equal(stream.take(2), ref[:2])
+    stream.take(3).fill_(7.0)  # the caller may overwrite a chunk ...
+    stream.unread_last()  # ... and give it back: drawn again, the same numbers
+    assert torch.equal(stream.take(1), ref[2:3]) and torch.equal(stream.take(2), ref[3:])
+    with pytest.raises(RuntimeError, match="more noisy samples"):
+        stream.take(1)
+    # clip01(x + σ ε) in the noise's memory: the numbers and the gradient of the out-of-place formula
+    x = torch.rand(4, 3, 8, 8, requires_grad=True)
+    ms = MedianSmoothing(sigma=0.5)
+    y = ms(x, generator=torch.Generator().manual_seed(1))
+    ref = (x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert torch.equal(y, ref) and 0 < (y == 1).sum() and 0 < (y == 0).sum()
+    (gy,), (gr,) = torch.autograd.grad(y.square().sum(), x), torch.autograd.grad(ref.square().sum(), x)
+    assert torch.equal(gy, gr)
 
 
 def test_tuner_tries_batches_on_real_samples_and_settles(monkeypatch):
@@ -83,6 +115,28 @@ def test_tuner_tries_batches_on_real_samples_and_settles(monkeypatch):
 
 
 TUNER_CPU = msm.TUNE_CANDIDATES["cpu"]
+
+
+class Denoised(MedianSmoothing):
+    """Median smoothing with a convolution before the metric, of a given kernel size (its cost)."""
+
+    def __init__(self, kernel: int, seed: int = 0, **kw):
+        super().__init__(**kw)
+        self.den = torch.nn.Conv2d(3, 3, kernel, padding="same")
+        torch.nn.init.normal_(self.den.weight, generator=torch.Generator().manual_seed(seed))
+
+    def denoise(self, x):
+        return self.den(x)
+
+
+def test_tuner_is_shared_by_defenses_of_one_cost_only():
+    metric, img = TinyMetric().eval(), torch.rand(3, 24, 24)
+    small = msm.tuner_for(metric, Denoised(3), img)
+    assert msm.tuner_for(metric, Denoised(3, seed=1), img) is small  # other weights, same architecture
+    assert msm.tuner_for(metric, Denoised(7), img) is not small  # a larger denoiser: tuned apart
+    assert msm.tuner_for(metric, Denoised(3, n=500), img) is not small  # other settings
+    assert msm.tuner_for(metric, MedianSmoothing(), img) is not small
+    assert msm.tuner_for(TinyMetric().eval(), Denoised(3), img) is not small  # another metric
 
 
 def test_tuner_rules():

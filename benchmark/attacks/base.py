@@ -34,6 +34,9 @@ class Attack:
     # The model's scores of the images the last call returned, when the attack computed them on exactly
     # those images (its final forward pass), else None: the harness then need not score them again.
     last_scores: torch.Tensor | None = None
+    # Set by the harness when attacked images are stored as 8-bit files (run.attacked_images = "png"): an
+    # attack that scores its output quantises it first (:meth:`finish`), so those scores are the stored file's.
+    output_8bit: bool = False
 
     def __init__(self, direction: Direction = "increase"):
         if direction not in ("increase", "decrease"):
@@ -65,6 +68,15 @@ class Attack:
         if not torch.isfinite(grad).all():
             raise FloatingPointError("non-finite gradient of the metric; cannot attack it by gradient")
         return grad, obj.detach()
+
+    def finish(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output as the harness will store it: on the 8-bit grid when ``output_8bit`` (keeping an L∞
+        budget, :func:`benchmark.images.quantize_8bit`), else unchanged."""
+        if not self.output_8bit:
+            return x_adv
+        from ..images import quantize_8bit
+
+        return quantize_8bit(x_adv, x, self.budget if self.threat_model == "linf" else None)
 
     def fit_params(self) -> dict:
         """What determines the fitted state (the key of its stored artifact); ``needs_fit`` attacks override."""

@@ -64,6 +64,7 @@ class PGD(Attack):
             for _ in range(self.steps):
                 grad, _ = self.gradient(model, adv)
                 adv = self.project(adv + self.alpha * self.step(grad), x).detach()
+            adv = self.finish(adv, x)  # restarts are compared, and scored, as they will be stored
             obj, scores = self.scored_objective(model, adv)
             better = obj > best_obj
             best[better], best_obj[better] = adv[better], obj[better]

@@ -38,7 +38,7 @@ class Entry:
     group: str
 
 
-def within(path: Path, root: Path) -> bool:
+def resolves_within(path: Path, root: Path) -> bool:
     """Whether ``path`` lies inside ``root`` once symbolic links are followed (of the file or of a folder
     on its way): absolute names, ``../`` escapes and links out of ``root`` are outside."""
     try:
@@ -48,10 +48,10 @@ def within(path: Path, root: Path) -> bool:
 
 
 def inside(root: Path, name: str) -> Path | None:
-    """``root / name`` when it lies inside ``root`` (see :func:`within`), else None: a score table never
+    """``root / name`` when it lies inside ``root`` (see :func:`resolves_within`), else None: a score table never
     makes the benchmark read a file outside its dataset."""
     path = Path(root) / name
-    return path if within(path, root) else None
+    return path if resolves_within(path, root) else None
 
 
 def in_dataset(path: Path, root: Path) -> bool:
@@ -61,7 +61,7 @@ def in_dataset(path: Path, root: Path) -> bool:
     norm = Path(os.path.normpath(os.path.abspath(path)))
     if not norm.is_relative_to(os.path.normpath(os.path.abspath(root))):
         return False
-    return not norm.is_symlink() or within(norm, root) or within(norm, norm.parent)
+    return not norm.is_symlink() or resolves_within(norm, root) or resolves_within(norm, norm.parent)
 
 
 def outside_error(table: Path, line: int, name: str, root: Path) -> DataError:
@@ -83,7 +83,7 @@ def csv_entries(table: Path, folder: Path, name_col: str, mos_col: str, group_co
             except (KeyError, TypeError, ValueError) as exc:
                 cols = "/".join(c for c in (name_col, group_col, mos_col) if c)
                 raise DataError(f"{table}, line {line}: cannot read {cols} ({exc!r})") from None
-            if inside(folder, name) is None:
+            if not in_dataset(folder / name, folder):  # TableDataset's rule, here with the table's line
                 raise outside_error(table, line, name, folder)
             if name in seen:
                 raise DataError(f"{table}, line {line}: image {name!r} is listed again (first on line {seen[name]}); "

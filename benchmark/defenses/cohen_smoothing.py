@@ -5,8 +5,10 @@ Randomized Smoothing", ICML 2019), the classification baseline the IQA certifica
 ``p̲_A`` of its probability at ``1 - alpha`` and the certified L2 radius ``R = σ Φ⁻¹(p̲_A)``; abstain if
 ``p̲_A ≤ ½``. The smoothed score is the centre of the top bin.
 
-Defaults: ``sigma = 0.12``, ``bins = 10``, ``n0 = 20``, ``n = 100``, ``alpha = 0.001``. Ranges: ``sigma`` in
-(0, 10], ``bins`` within 2..10⁴, ``n0 + n`` at most 10⁶, ``alpha`` in [10⁻¹², 1).
+Defaults: ``sigma = 0.12``, ``bins = 10``, ``n0 = 20``, ``n = 100``, ``alpha = 0.001``, ``sample_batch = None``
+(noisy copies per forward pass, tuned as median smoothing's; the noise does not depend on it). Ranges:
+``sigma`` in (0, 10], ``bins`` within 2..10⁴, ``n0 + n`` at most 10⁶, ``alpha`` in [10⁻¹², 1), ``sample_batch``
+within 1..10⁶.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ class CohenSmoothing(MedianSmoothing):
     """Randomised smoothing over score bins (Cohen et al., ICML 2019): top bin, Clopper–Pearson bound, L2 radius."""
 
     def __init__(self, sigma: float = 0.12, bins: int = 10, n0: int = 20, n: int = 100, alpha: float = 0.001,
-                 sample_batch: int = 50):
+                 sample_batch: int | None = None):
         within("bins", bins, 2, 10_000, integer=True)
         within("n0", n0, 1, MAX_SAMPLES, integer=True)
         within("n", n, 1, MAX_SAMPLES, integer=True)

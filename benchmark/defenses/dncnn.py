@@ -1,7 +1,8 @@
 """A learned denoiser as a purifier: the DnCNN-style network of :mod:`benchmark.defenses.denoiser`
 (Zhang et al., IEEE TIP 2017) loaded from a checkpoint written by
 ``python -m benchmark.training.denoiser`` (noisy and/or adversarial inputs, clean targets).
-Differentiable, so adaptive attacks go straight through it. Parameter: ``weights`` (checkpoint path).
+Differentiable, so adaptive attacks go straight through it. Parameter: ``weights`` (checkpoint path; a
+missing, corrupt or foreign file is one error naming it: :func:`.denoiser.load_frozen_denoiser`).
 """
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from typing import Any
 
 import torch
 
-from ..errors import BenchmarkError, ConfigError, MissingWeightsError
 from ..params import expect_file
 from ..registry import DEFENSES
 from .base import Defense
-from .denoiser import CheckpointError, load_denoiser
+from .denoiser import load_frozen_denoiser
 
 
 @DEFENSES.register("dncnn")
@@ -28,24 +28,7 @@ class DnCNNPurifier(Defense):
 
     def __init__(self, weights: Path):
         super().__init__()
-        weights = Path(weights)
-        if not weights.is_file():
-            raise MissingWeightsError("dncnn defense", str(weights), "train one with `python -m "
-                                      f"benchmark.training.denoiser --out {weights}`, or point 'weights' at "
-                                      "a checkpoint it wrote")
-        try:
-            self.net, self.train_config = load_denoiser(weights)
-        except BenchmarkError:
-            raise
-        except CheckpointError as exc:  # it names the file and what is wrong
-            raise ConfigError(str(exc), key="weights") from None
-        except Exception as exc:  # not a torch file, not a dict, other keys, other shapes: not our checkpoint
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            detail = next((ln for ln in lines if "nsupported" in ln), lines[0] if lines else "")[:200]
-            raise ConfigError(f"{weights} is not a denoiser checkpoint written by benchmark.training.denoiser "
-                              f"({type(exc).__name__}: {detail})", key="weights") from None
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.net, self.train_config = load_frozen_denoiser(weights, "weights")
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.net(x)

@@ -14,12 +14,15 @@ Ranges: ``sigma`` in (0, 10], ``radius`` in [0, √3·4096] (L2 on [0, 1] images
 within 1..10⁶, ``confidence`` in (0, 1).
 
 ``sample_batch`` is the number of noisy copies per forward pass of the metric. ``None`` (default) tunes
-it once per (metric, defense class, device, image shape) in this process: the first chunks of real
-samples try 1, 2, 4, … (up to 64 on a CPU, 512 on a GPU, stopping past the peak or at an out-of-memory
+it once per (metric, cost of the defense, device, image shape) in this process (the cost: the defense's class,
+settings and the architecture of the modules it runs, :meth:`MedianSmoothing.tune_key`): the first chunks of
+real samples try 1, 2, 4, … (up to 64 on a CPU, 512 on a GPU, stopping past the peak or at an out-of-memory
 error) and the fastest per sample is kept (the bare metric's best batched throughput is the yardstick:
-``benchmarks/smoothing_throughput.py``). The noise is drawn in blocks of ``NOISE_BLOCK = 50`` samples
-whatever the forward batch (the draws of the former default ``sample_batch = 50``), so the scores and
-certificates do not depend on the batch chosen.
+``benchmarks/smoothing_throughput.py``). The noise does not depend on the batch chosen: on the CPU each
+sample's noise is one ``torch.randn`` of the image's shape (drawn into a reused buffer; torch draws normals
+in groups of 16 from consecutive uniforms, so where an image's size is a multiple of 16 these are the same
+numbers as the former blocks of 50 samples), on a GPU it is drawn on the device in blocks of
+``NOISE_BLOCK = 50`` samples, each from a device generator seeded by the given one.
 """
 from __future__ import annotations
 
@@ -37,38 +40,61 @@ from .base import Defense
 
 log = logging.getLogger(__name__)
 
-NOISE_BLOCK = 50  # noisy copies per draw from the generator, whatever the forward batch
+NOISE_BLOCK = 50  # noisy copies per draw on a GPU, whatever the forward batch
 TUNE_REPEATS = 2  # timed chunks per candidate batch size (after one warm-up chunk)
 TUNE_CANDIDATES = {"cpu": (1, 2, 4, 8, 16, 32, 64), "cuda": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
 PAST_PEAK = 1.25  # stop trying larger batches once one is this much slower per sample than the best
 
 
 class NoiseStream:
-    """Gaussian noise for the ``n`` samples of one image, drawn in blocks of :data:`NOISE_BLOCK` samples and
-    handed out in chunks of any size: the k-th sample's noise is the same whatever the chunking."""
+    """Standard normal noise for the ``n`` samples of one image, handed out in chunks of any size: the k-th
+    sample's noise is the same whatever the chunking. On the CPU each sample is one draw of the image's shape,
+    into a buffer reused from chunk to chunk (no allocation, and a sample stays in cache for the forward pass:
+    drawing 50 samples at once was slower); on a GPU, blocks of :data:`NOISE_BLOCK` samples are drawn by
+    ``draw``. A chunk is the caller's to overwrite until the next :meth:`take`."""
 
     def __init__(self, draw, img: torch.Tensor, n: int, generator: torch.Generator | None):
-        self.draw, self.img, self.left, self.generator = draw, img, n, generator
-        self.buffer: torch.Tensor | None = None
-        self.last: torch.Tensor | None = None
+        self.draw, self.img, self.left = draw, img, n
+        self.cpu = img.device.type == "cpu"
+        self.generator = generator if generator is not None or not self.cpu else torch.default_generator
+        self.buffer: torch.Tensor | None = None  # CPU: the chunk buffer; GPU: drawn samples not handed out
+        self.last: torch.Tensor | None = None  # what unread_last gives back (GPU) ...
+        self.state: torch.Tensor | None = None  # ... or the generator's state before the last chunk (CPU)
+        self.last_k = 0
 
     def take(self, k: int) -> torch.Tensor:
+        if k > self.left + (0 if self.cpu or self.buffer is None else len(self.buffer)):
+            raise RuntimeError("more noisy samples asked for than n")
+        return self._take_cpu(k) if self.cpu else self._take_blocks(k)
+
+    def _take_cpu(self, k: int) -> torch.Tensor:
+        if self.buffer is None or len(self.buffer) < k:
+            self.buffer = torch.empty((k, *self.img.shape))
+        self.state, self.last_k, self.left = self.generator.get_state(), k, self.left - k
+        chunk = self.buffer[:k]
+        for eps in chunk:
+            torch.randn(self.img.shape, generator=self.generator, out=eps)
+        return chunk
+
+    def _take_blocks(self, k: int) -> torch.Tensor:
         parts = [] if self.buffer is None or not len(self.buffer) else [self.buffer]
         have = sum(len(p) for p in parts)
         while have < k:  # whole blocks of NOISE_BLOCK draws, concatenated once
             b = min(NOISE_BLOCK, self.left)
-            if b <= 0:
-                raise RuntimeError("more noisy samples asked for than n")
             parts.append(self.draw(self.img.expand(b, *self.img.shape), self.generator))
             self.left -= b
             have += b
         self.buffer = parts[0] if len(parts) == 1 else torch.cat(parts)
         self.last, self.buffer = self.buffer[:k], self.buffer[k:]
-        return self.last
+        return self.last.clone()  # the caller may overwrite it; unread_last needs the draws
 
     def unread_last(self) -> None:
         """Give the last chunk back (its forward pass failed and is retried in smaller chunks)."""
-        self.buffer, self.last = torch.cat([self.last, self.buffer]), None
+        if self.cpu:  # drawn again from the same generator state
+            self.generator.set_state(self.state)
+            self.left, self.state, self.last_k = self.left + self.last_k, None, 0
+        else:
+            self.buffer, self.last = torch.cat([self.last, self.buffer]), None
 
 
 class BatchTuner:
@@ -112,16 +138,17 @@ class BatchTuner:
                  ", ".join(f"{b}: {1e3 * min(t):.2f} ms/sample" for b, t in sorted(self.times.items())))
 
 
-_TUNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # metric -> {(defense, device, shape): tuner}
+_TUNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # metric -> {(cost, device, shape): tuner}
 
 
 def tuner_for(metric, defense, img: torch.Tensor) -> BatchTuner:
-    """The in-process tuner of (metric, defense class, device, image shape), created on first use."""
+    """The in-process tuner of (metric, the defense's :meth:`~MedianSmoothing.tune_key`, device, image shape),
+    created on first use."""
     try:
         per_metric = _TUNERS.setdefault(metric, {})
     except TypeError:  # a metric object that cannot be weakly referenced: one tuning per defense instance
         per_metric = defense.__dict__.setdefault("_own_tuners", {})
-    key = (type(defense).__qualname__, str(img.device), tuple(img.shape), img.dtype)
+    key = (defense.tune_key(), str(img.device), tuple(img.shape), img.dtype)
     if key not in per_metric:
         per_metric[key] = BatchTuner(TUNE_CANDIDATES["cuda" if img.device.type == "cuda" else "cpu"])
     return per_metric[key]
@@ -152,26 +179,39 @@ class MedianSmoothing(Defense):
         """What runs between the noise and the metric (nothing for plain median smoothing)."""
         return x
 
+    def tune_key(self) -> tuple:
+        """What the cost of a forward pass depends on, keying the batch tuner: the class, the settings (public
+        scalar attributes) and the architecture of the modules it runs (the shapes of their parameters and
+        buffers), so two denoisers of different sizes get a tuning each and two checkpoints of one
+        architecture share one."""
+        settings = sorted((k, v) for k, v in vars(self).items()
+                          if not k.startswith("_") and isinstance(v, (bool, int, float, str)))
+        arch = tuple((k, tuple(v.shape), v.dtype) for k, v in self.state_dict().items())
+        return type(self).__qualname__, tuple(settings), arch
+
     def gaussian(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Standard normal noise of ``x``'s shape: the next samples of the image's noise stream inside
-        :meth:`samples`, else drawn from ``generator``."""
+        """Standard normal noise of ``x``'s shape, the caller's to overwrite: the next samples of the image's
+        noise stream inside :meth:`samples`, else drawn from ``generator``."""
         if self._stream is not None and x.shape[1:] == self._stream.img.shape:
             return self._stream.take(x.shape[0])
         return self.draw_gaussian(x, generator)
 
     def draw_gaussian(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        if x.device.type == "cpu" or generator is None:
-            eps = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
-        else:
-            # Drawn on the GPU from a generator seeded by the given one: drawing n = 1000 copies on the CPU and
-            # copying them over made the GPU wait (1.5 s per 256-px image on an H100). Reproducible per device,
-            # not bit-equal to a CPU run's draws.
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-            eps = torch.randn(x.shape, generator=torch.Generator(device=x.device).manual_seed(seed), device=x.device)
-        return eps
+        if x.device.type == "cpu":
+            return torch.randn(x.shape, generator=generator)
+        if generator is None:
+            return torch.randn(x.shape, device=x.device)
+        # Drawn on the GPU from a generator seeded by the given one: drawing n = 1000 copies on the CPU and
+        # copying them over made the GPU wait (1.5 s per 256-px image on an H100). Reproducible per device,
+        # not bit-equal to a CPU run's draws.
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return torch.randn(x.shape, generator=torch.Generator(device=x.device).manual_seed(seed), device=x.device)
 
     def noisy(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return (x + self.sigma * self.gaussian(x, generator)).clamp(0, 1)
+        """``clip01(x + σ ε)``, computed in the noise's own memory (the same numbers as out of place); the noise
+        is float32, as ``x + σ ε`` would promote it."""
+        eps = self.gaussian(x, generator).to(torch.promote_types(x.dtype, torch.float32))
+        return eps.mul_(self.sigma).add_(x).clamp_(0, 1)
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.denoise(self.noisy(x, generator))

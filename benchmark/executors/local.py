@@ -1,6 +1,7 @@
 """The ``local`` executor: every stage in this process, dataset by dataset and metric by metric.
 
-Each dataset's images are loaded once and each metric is built once; the cells of a (dataset, metric)
+Each dataset's image list is read once (the images themselves are read batch by batch by each stage,
+:mod:`benchmark.source`) and each metric is built once; the cells of a (dataset, metric)
 pair then run in plan order, so the shared stages (clean scores, an attack reused by every defense)
 are computed by the first cell that needs them and read back from the store by the others.
 """
@@ -24,7 +25,7 @@ class LocalExecutor:
         for ds in runner.cfg.datasets:
             ds_cells = [c for c in cells if c.dataset is ds]
             try:
-                images = runner.load_images(ds)
+                images = runner.open_images(ds)
             except Exception as exc:
                 n_failed += runner._fail_cells(ds_cells, "dataset", exc, bar)
                 continue

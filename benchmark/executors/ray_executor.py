@@ -8,9 +8,10 @@ attack) is computed exactly once, as in the local executor.
 
 Units run on a pool of actors (:class:`~benchmark.executors.worker.StageWorker`), each holding
 ``num_cpus`` CPUs (and one GPU when ``run.device`` is CUDA) and keeping its last metric and dataset
-loaded; a unit goes preferably to an actor that already holds its pair. Workers return records and
-attacked images; the driver writes them through the run's ``RunStore``, so the run directory lives
-on the driver only. A worker process that dies is restarted (``max_restarts``) and its unit retried
+loaded; a unit goes preferably to an actor that already holds its pair. Workers return records, which
+the driver writes through the run's ``RunStore``; attacked images are read and written one at a time
+through a :class:`~benchmark.executors.worker.StageFiles` actor pinned to the driver's node (no CPU
+requested), so the run directory lives on the driver only and no process holds a stage's images. A worker process that dies is restarted (``max_restarts``) and its unit retried
 (``max_task_retries``, and ``retry_exceptions`` for errors outside the stage code, which records its
 own failures as the local executor does); a unit that still fails is recorded as failed.
 Seeds are content-keyed, so the records equal the local executor's for the same config: bit for bit
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..errors import BenchmarkError, MissingWeightsError
 from ..runner import STAGES, stage_resources
-from .worker import StageWorker, Unit, spec_key
+from .worker import StageFiles, StageWorker, Unit, spec_key
 
 if TYPE_CHECKING:
     from ..runner import Cell, Runner
@@ -52,6 +53,36 @@ def remote_exception(err: dict[str, Any]) -> Exception:
     exc = cls.__new__(cls)
     Exception.__init__(exc, err["message"])
     return exc
+
+
+class RemoteFiles:
+    """Read/write/flush of the run's image files through the driver's :class:`StageFiles` actor: a read
+    waits for its bytes; writes are sent without waiting and ``flush`` waits for them all."""
+
+    def __init__(self, server):
+        self.server, self.pending = server, []
+
+    def read(self, kind: str, key: str, image_id: str, fmt: str) -> bytes:
+        import ray
+
+        return ray.get(self.server.read.remote(kind, key, image_id, fmt))
+
+    def write(self, kind: str, key: str, image_id: str, data: bytes, fmt: str) -> None:
+        self.pending.append(self.server.write.remote(kind, key, image_id, data, fmt))
+        if len(self.pending) >= 64:  # bounded: a stage's images are never all in flight
+            self.flush()
+
+    def flush(self) -> None:
+        import ray
+
+        pending, self.pending = self.pending, []
+        ray.get(pending)
+
+    def __getstate__(self):  # sent to a worker without the writes in flight here
+        return {"server": self.server}
+
+    def __setstate__(self, state):
+        self.server, self.pending = state["server"], []
 
 
 @dataclass
@@ -93,6 +124,15 @@ class RayExecutor:
         make = lambda: actor_cls.remote(runner.cfg, str(runner.store.root), plugins, max(1, int(self.cpus)))  # noqa: E731
         return make, n
 
+    @staticmethod
+    def _file_server(ray, runner: Runner):
+        """A :class:`StageFiles` actor on this (the driver's) node, serving the run directory's image files."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        return ray.remote(StageFiles).options(num_cpus=0, max_concurrency=8, scheduling_strategy=here,
+                                              max_restarts=-1, max_task_retries=3).remote(str(runner.store.root))
+
     # -- scheduling ---------------------------------------------------------------------------
     def execute(self, runner: Runner, cells: list[Cell]) -> int:
         ray = require_ray()
@@ -105,6 +145,7 @@ class RayExecutor:
             bar.close()
             return 0
         started = self._connect(ray)
+        self._files = RemoteFiles(self._file_server(ray, runner))
         make, n = self._actors(ray, runner, len(jobs))
         actors = [make() for _ in range(n)]
         held: list[tuple[str, str] | None] = [None] * n  # the (dataset, metric) pair each actor last ran
@@ -183,15 +224,16 @@ class RayExecutor:
         for kind in STAGES if unit.kind == "cell" else ():
             if c.keys[kind] in self._stored:
                 unit.records[(kind, c.keys[kind])] = store.load(kind, c.keys[kind])
-        if unit.kind == "cell" and c.keys["attack"] in self._stored and c.keys["def_adv"] not in self._stored:
-            unit.tensors[("attack", c.keys["attack"])] = store.load_tensors("attack", c.keys["attack"])
+        if unit.kind == "cell" and store.has("def_quality", c.keys["def_quality"]):  # (x, D(x)) of another metric
+            unit.records[("def_quality", c.keys["def_quality"])] = store.load("def_quality", c.keys["def_quality"])
+        unit.files = self._files
         unit.failed = dict(runner.failed)
         return self._open(job, runner)
 
     def _apply(self, runner: Runner, job: _Job, out: dict, jobs: list[_Job], bar) -> int:
         """Write a finished unit's stages through the run's store; returns the cells it failed."""
-        for kind, key, record, tensors in out["saved"]:
-            runner.store.save(kind, key, record, tensors)
+        for kind, key, record in out["saved"]:  # the unit flushed its images first: a JSON marks a stage complete
+            runner.store.save(kind, key, record)
             self._stored.add(key)
         for key, record in out["errors"]:
             runner.store.save_error(key, record)

@@ -1,11 +1,11 @@
 """The worker side of a distributed executor: runs one unit of stages and returns what it stored.
 
-A worker keeps the last dataset's images and the last metric built, so consecutive units of the same
+A worker keeps the last dataset's image list (:class:`~benchmark.source.ImageSource`) and the last metric built, so consecutive units of the same
 (dataset, metric) pair load nothing again. It runs the runner's own stage functions (``_run_cell``,
 ``_stage``, ``_clean``, ...) against a :class:`BufferStore`: the stages the driver already holds are
-read from what it sent, and every stage the unit computes (records, attacked images, errors) is kept
-in memory and returned, so the driver writes them through its ``RunStore``. No worker writes into the
-run directory, which therefore need not be shared between nodes; only the datasets, weight files and
+read from what it sent, and every stage the unit computes (records, errors) is kept in memory and returned, so the driver writes them through its ``RunStore``. No worker writes into the
+run directory, which therefore need not be shared between nodes (attacked images are read and written one
+at a time through a :class:`StageFiles` actor on the driver's node); only the datasets, weight files and
 plugin files must be readable at the same paths on every node (plugin files are sent along when not).
 
 This module imports no Ray: the Ray executor wraps :class:`StageWorker` in ``ray.remote``.
@@ -26,13 +26,31 @@ from ..store import RunStore
 log = logging.getLogger(__name__)
 
 
-class BufferStore(RunStore):
-    """A ``RunStore`` that reads the stages the driver sent and buffers new ones for the driver to write."""
+class StageFiles:
+    """The run directory's per-image files (attacked images), served from the driver's machine.
 
-    def __init__(self, root: Path, records: dict[tuple[str, str], dict], tensors: dict[tuple[str, str], dict]):
+    The Ray executor runs one of these as an actor on the driver's node; workers read and write attacked
+    images through it one batch at a time, so neither side holds a stage's images."""
+
+    def __init__(self, root: str):
+        self.store = RunStore(Path(root))
+
+    def read(self, kind: str, key: str, image_id: str, fmt: str) -> bytes:
+        return self.store.image_bytes(kind, key, image_id, fmt)
+
+    def write(self, kind: str, key: str, image_id: str, data: bytes, fmt: str) -> None:
+        self.store.save_image_bytes(kind, key, image_id, data, fmt)
+
+
+class BufferStore(RunStore):
+    """A ``RunStore`` that reads the stages the driver sent and buffers new ones for the driver to write;
+    per-image files go through ``files`` (an object with ``read``/``write``/``flush``, e.g. the driver's
+    :class:`StageFiles` actor behind :class:`~benchmark.executors.ray_executor.RemoteFiles`)."""
+
+    def __init__(self, root: Path, records: dict[tuple[str, str], dict], files: Any):
         super().__init__(root)
-        self.records, self.tensors = dict(records), dict(tensors)
-        self.saved: list[tuple[str, str, dict, dict | None]] = []
+        self.records, self.files = dict(records), files
+        self.saved: list[tuple[str, str, dict]] = []
         self.new_errors: list[tuple[str, dict]] = []
 
     def has(self, kind: str, key: str) -> bool:
@@ -41,15 +59,16 @@ class BufferStore(RunStore):
     def load(self, kind: str, key: str) -> dict[str, Any]:
         return self.records[(kind, key)]
 
-    def load_tensors(self, kind: str, key: str) -> dict[str, torch.Tensor]:
-        return self.tensors[(kind, key)]
-
-    def save(self, kind: str, key: str, record: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
-        cpu = None if tensors is None else {k: v.detach().cpu() for k, v in tensors.items()}
+    def save(self, kind: str, key: str, record: dict[str, Any]) -> None:
+        self.files.flush()  # a stage's images are stored before its record
         self.records[(kind, key)] = {"key": key, "kind": kind, **record}
-        if cpu is not None:
-            self.tensors[(kind, key)] = cpu
-        self.saved.append((kind, key, record, cpu))
+        self.saved.append((kind, key, record))
+
+    def save_image_bytes(self, kind: str, key: str, image_id: str, data: bytes, fmt: str) -> None:
+        self.files.write(kind, key, image_id, data, fmt)
+
+    def image_bytes(self, kind: str, key: str, image_id: str, fmt: str) -> bytes:
+        return self.files.read(kind, key, image_id, fmt)
 
     def save_error(self, key: str, record: dict[str, Any]) -> None:
         self.new_errors.append((key, record))
@@ -64,7 +83,7 @@ class Unit:
     kind: str                                   # "clean" or "cell"
     cell: Any                                   # runner.Cell
     records: dict = field(default_factory=dict)  # (kind, key) -> stored record the unit reads
-    tensors: dict = field(default_factory=dict)  # (kind, key) -> stored tensors (attacked images)
+    files: Any = None                            # the run's per-image files (attacked images): read/write/flush
     failed: dict = field(default_factory=dict)   # stage key -> error of a stage that already failed
 
 
@@ -101,7 +120,7 @@ class StageWorker:
     def run(self, unit: Unit) -> dict[str, Any]:
         from ..runner import Runner
 
-        store = BufferStore(self.run_dir, unit.records, unit.tensors)
+        store = BufferStore(self.run_dir, unit.records, unit.files)
         runner = Runner(self.cfg, self.run_dir, progress=False, store=store)
         runner.failed = dict(unit.failed)
         out: dict[str, Any] = {"ok": False, "setup_error": None}
@@ -120,13 +139,14 @@ class StageWorker:
                     out["ok"] = runner.clean_stage(cell, metric, images) is not None
                 else:
                     out["ok"] = bool(runner._run_cell(cell, metric, images))
+        store.files.flush()
         out.update(saved=store.saved, errors=store.new_errors, failed=runner.failed, skipped=runner.skipped)
         return out
 
     def _dataset(self, runner, spec):
         if self._images is None or self._images[0] != spec_key(spec):
             self._images = None  # free the previous dataset first
-            self._images = (spec_key(spec), runner.load_images(spec))
+            self._images = (spec_key(spec), runner.open_images(spec))
         return self._images[1]
 
     def _built_metric(self, runner, spec):

@@ -6,8 +6,9 @@ override for metrics whose range pyiqa leaves open. ``options`` are passed to ``
 (e.g. ``pretrained_model_path``). Weights are looked up where pyiqa keeps them (``$TORCH_HOME/hub/pyiqa``
 and torch hub's checkpoints folder); when a file is missing and cannot be downloaded, a
 :class:`MissingWeightsError` names it and the place to put it, without network retries. pyiqa unpickles
-checkpoints with ``torch.load(weights_only=False)``, so every file named in the config is first read
-with ``weights_only=True`` (``check_weights_file``) and refused if it holds anything but weights.
+checkpoints with ``torch.load(weights_only=False)``, so every file named in the config is first unpickled
+with ``weights_only=True`` (``check_weights_file``; tensors memory-mapped, not read) and refused if it
+holds anything but weights.
 """
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ def parse_score_range(text: Any) -> tuple[float | None, float | None]:
     return tuple(float(b) if b else None for b in bounds)  # type: ignore[return-value]
 
 
+def pyiqa_config(metric: str, score_range: Any = None) -> tuple[dict, tuple[float, float]]:
+    """pyiqa's default configuration of ``metric`` and its closed score range (``score_range`` overrides
+    pyiqa's); a ConfigError naming the key for an unknown name or an open range (``validate`` and the
+    constructor both check through here)."""
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    if metric not in DEFAULT_CONFIGS:
+        import difflib
+
+        close = difflib.get_close_matches(metric, DEFAULT_CONFIGS, n=3)
+        raise ConfigError(f"unknown pyiqa metric {metric[:60]!r}" + (f"; did you mean {close}?" if close else "")
+                          + " (python -m benchmark list metrics shows them)", key="metric")
+    cfg = DEFAULT_CONFIGS[metric]
+    lo, hi = parse_score_range(cfg.get("score_range")) if score_range is None else score_range
+    if lo is None or hi is None:
+        raise ConfigError(f"pyiqa metric '{metric}' has an open score range ({cfg.get('score_range')!r}); "
+                          "set score_range = [lo, hi]", key="score_range")
+    return cfg, (float(lo), float(hi))
+
+
 @METRICS.register("pyiqa")
 class PyIQAMetric(Metric):
     """A pyiqa metric by name (``metric = "niqe"``, ``"musiq"``, ``"psnr"``, ...), differentiable via ``as_loss``.
@@ -52,20 +73,9 @@ class PyIQAMetric(Metric):
     def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
         """``validate``: a known pyiqa name, a closed score range, and ``options.pretrained_model_path`` moved
         to ``pretrained_model_path`` (resolved against the config's folder, then checked like it)."""
-        from pyiqa.default_model_configs import DEFAULT_CONFIGS
-
         metric = params["metric"]
-        if metric not in DEFAULT_CONFIGS:
-            import difflib
-
-            close = difflib.get_close_matches(metric, DEFAULT_CONFIGS, n=3)
-            raise ConfigError(f"unknown pyiqa metric {metric[:60]!r}" + (f"; did you mean {close}?" if close else "")
-                              + " (python -m benchmark list metrics shows them)", key="metric")
-        if params.get("score_range") is None and None in parse_score_range(DEFAULT_CONFIGS[metric].get("score_range")):
-            raise ConfigError(f"pyiqa metric '{metric}' has an open score range "
-                              f"({DEFAULT_CONFIGS[metric].get('score_range')!r}); set score_range = [lo, hi]",
-                              key="score_range")
         expect_range(params, "score_range")
+        pyiqa_config(metric, params.get("score_range"))
         options = dict(params.get("options") or {})
         for k in cls.RESERVED_OPTIONS:
             if k in options:
@@ -95,23 +105,11 @@ class PyIQAMetric(Metric):
                  score_range: tuple[float, float] | None = None, download: bool = True):
         super().__init__()
         import pyiqa
-        from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
-        if metric not in DEFAULT_CONFIGS:
-            import difflib
-            close = difflib.get_close_matches(metric, DEFAULT_CONFIGS, n=3)
-            raise ConfigError(f"unknown pyiqa metric '{metric}'" + (f"; did you mean {close}?" if close else ""))
-        cfg = DEFAULT_CONFIGS[metric]
+        cfg, self.score_range = pyiqa_config(metric, score_range)
         self.metric_name = metric
         self.mode = cfg.get("metric_mode", "NR")
         self.lower_better = bool(cfg.get("lower_better", False))
-        lo, hi = parse_score_range(cfg.get("score_range"))
-        if score_range is not None:
-            lo, hi = score_range
-        if lo is None or hi is None:
-            raise ConfigError(f"pyiqa metric '{metric}' has an open score range ({cfg.get('score_range')!r}); "
-                              "set score_range = [lo, hi] for it")
-        self.score_range = (float(lo), float(hi))
         opts = dict(options or {})
         if pretrained_model_path is not None:
             opts["pretrained_model_path"] = pretrained_model_path

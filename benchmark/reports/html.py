@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from ..store import RunStore, atomic_write_text
 from . import plots, sections
 from .certificates import certificate_panels
+from .format import fmt
 from .ranking import rule_text
 from .runinfo import attach_baseline, doc_href, load_manifest, measures_link
-from .sections import fmt as _fmt
 from .strips import cell_strips
 
 
@@ -66,7 +66,7 @@ def section_context(cells: pd.DataFrame, records: pd.DataFrame | None, manifest:
         info.update(lower_better=bool(rec["lower_better"].iloc[0]), lo=float(rec["range_lo"].iloc[0]),
                     hi=float(rec["range_hi"].iloc[0]), has_mos=bool(rec["mos"].notna().sum() >= 3))
     for c in ("srocc_clean", "srocc_clean_lo", "srocc_clean_hi", "plcc_clean"):
-        info[c] = _fmt(float(cells[c].iloc[0])) if c in cells else "–"
+        info[c] = fmt(float(cells[c].iloc[0])) if c in cells else "–"
     strip_groups: dict[str, list[dict]] = {}
     for i, r in zip(cells.index, cells.itertuples()):
         if i in strips:
@@ -85,7 +85,9 @@ def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | No
                 progress: bool = False) -> Path:
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)
-    summary = attach_baseline(summary.reset_index(drop=True), records, run_dir, manifest)
+    summary = summary.reset_index(drop=True)
+    if "defense_baseline" not in summary:  # write_tables' summary has it already (build_report)
+        summary = attach_baseline(summary, records, run_dir, manifest)
     store = RunStore(run_dir)
     skipped_path = run_dir / "skipped.json"
     baselines = set(summary.loc[summary["defense_baseline"], "defense"]) if len(summary) else set()

@@ -34,12 +34,14 @@ from ..errors import BenchmarkError
 from ..schema import column
 from ..store import atomic_write_text
 from . import plots
+from .format import DAMAGES, defense_flags, fmt, header, rank_text
 from .html import template_env
 from .protocol import differences, load_plugin_files, plugin_keys, protocol
-from .ranking import QUALITY_COLUMNS, damages, defense_rows, first_present, rank_defenses, rule_text
+from .ranking import QUALITY_COLUMNS, damages, defense_rows, first_present, rank_defenses, rule_text, \
+    with_values
 from .runinfo import attach_baseline, complete_summary, doc_href, load_manifest, measures_link
-from .sections import fmt, verdict
-from .tables import FORMULA_START, csv_text, markdown_text
+from .sections import verdict
+from .tables import csv_text, markdown_text, restore_formulas
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +80,6 @@ def _newest_stage(run_dir: Path) -> float:
     return newest
 
 
-def _undo_formula_guard(df: pd.DataFrame) -> pd.DataFrame:
-    """Labels as the run wrote them: summary.csv prefixes text that a spreadsheet would run with ``'``."""
-    for c in df.columns:
-        if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype):
-            df[c] = df[c].map(lambda v: v[1:] if isinstance(v, str) and v[:1] == "'" and v[1:2] in FORMULA_START else v)
-    return df
-
-
 def run_summary(run_dir: Path) -> pd.DataFrame:
     """The run's per-cell summary: its stored summary.csv when that is newer than every stored stage, else
     computed from the records (nothing is written into the run)."""
@@ -94,7 +88,7 @@ def run_summary(run_dir: Path) -> pd.DataFrame:
         try:
             summary = pd.read_csv(stored)
             if NEEDED <= set(summary) or summary.empty:
-                return _undo_formula_guard(summary)
+                return restore_formulas(summary)  # summary.csv prefixes formula-like text with '
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
             pass
     from ..measures import summarize
@@ -120,7 +114,9 @@ def load_run(run_dir: Path) -> Run:
         n_err = len(list((run_dir / "errors").glob("*.json"))) if (run_dir / "errors").is_dir() else 0
         reason = f"no finished cell ({n_err} failed stage(s) in errors/)" if n_err else "no finished cell"
         return Run(run_dir, manifest, cells, reason, prov)
-    cells = attach_baseline(cells, None, run_dir, manifest).reset_index(drop=True)
+    if "defense_baseline" not in cells:  # a summary.csv written before the flag was; a computed one has it
+        cells = attach_baseline(cells, None, run_dir, manifest)
+    cells = cells.reset_index(drop=True)
     cells["cell_in_run"] = cells.index
     keys = plugin_keys(manifest)
     for fam, col in (("datasets", "dataset"), ("metrics", "metric"), ("attacks", "attack"), ("defenses", "defense")):
@@ -196,7 +192,7 @@ def _detail(cells: pd.DataFrame, idx: list[int], out_dir: Path, runs: dict[str, 
                        fmt(c.get("psnr_def_adv_aligned", c.get("psnr_def_adv")))],
                     "notes": "; ".join((["worst case"] if k == 0 else [])
                                        + (["adaptive"] if c.get("adaptive_attack") else [])
-                                       + (["damages more than the attack"] if harm[i] else []))})
+                                       + ([DAMAGES] if harm[i] else []))})
     return out
 
 
@@ -212,18 +208,17 @@ def build_leaderboard(run_dirs: list[Path], out_dir: Path, *, allow_mixed: bool 
     baselines = set(table.loc[table["baseline"].astype(bool), "defense"])
     colours = plots.colour_map(list(table["defense"]), baselines)
     qcol = first_present(cells, QUALITY_COLUMNS) or "purified_quality"
-    shown = [c for c in SHOWN if c in table and pd.to_numeric(table[c], errors="coerce").notna().any()]
+    shown = with_values(table, SHOWN)
     sections = []
     for (ds, metric), g in table.groupby(["dataset", "metric"], sort=False):
         rows = []
         for i, r in g.iterrows():
-            flags = (["damages more than the attack"] if r["damages"] else []) + \
-                ([] if r["adaptive"] or r["baseline"] else ["met no adaptive attack"])
-            rows.append({"id": f"d-{i}", "rank": "reference" if r["baseline"] else fmt(r["rank"]),
-                         "front": "" if r["baseline"] else fmt(r["front"]), "defense": r["defense"],
+            rank, front = rank_text(r["rank"], r["front"], r["baseline"])
+            rows.append({"id": f"d-{i}", "rank": rank, "front": front, "defense": r["defense"],
                          "worst_attack": r["worst_attack"], "baseline": bool(r["baseline"]), "runs": r["runs"],
                          "vals": [{"text": fmt(r[c]), "sort": r[c] if isinstance(r[c], (int, float)) else ""}
-                                    for c in shown], "flags": flags,
+                                  for c in shown],
+                         "flags": defense_flags(r["damages"], r["adaptive"], r["baseline"]),
                          "cells": _detail(cells, r["cell_index"], out_dir, by_name)})
         pts = [{"gain": float(r["worst_robust_gain"]), "quality": float(r["quality"]), "defense": r["defense"],
                 "attack": "worst attack", "href": f"#d-{i}",
@@ -237,8 +232,7 @@ def build_leaderboard(run_dirs: list[Path], out_dir: Path, *, allow_mixed: bool 
     html = template_env().get_template("leaderboard.html.j2").render(
         title="Leaderboard", sections=sections, rule=rule_text(cells), measures=measures_link(),
         leaderboard_doc={"text": "docs/leaderboard.md", "href": doc_href("docs/leaderboard.md")},
-        header=[{"title": column(c).title + (f" {column(c).arrow}" if column(c).arrow else ""),
-                 "hover": column(c).hover if c != "quality" else column(qcol).hover} for c in shown],
+        header=[header(c, column(qcol).hover if c == "quality" else None) for c in shown],
         detail_header=["robust gain", "both-defended gain", "attack alone", column(qcol).title, "PSNR(x, x')",
                        "PSNR(x, D(x'))"],
         empty_runs=[{"run": r.name, "path": str(r.path), "reason": r.reason} for r in runs if r.reason],

@@ -28,6 +28,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .format import as_float
+
 QUALITY_COLUMNS = ("purified_quality_aligned", "purified_quality")
 PSNR_COLUMNS = ("psnr_def_adv_aligned", "psnr_def_adv")
 CRITERIA = {"worst_robust_gain": "lower", "quality": "higher", "srocc_def_clean": "higher"}
@@ -35,12 +37,14 @@ SECTION = ["dataset", "metric"]
 DAMAGE_MARGIN_DB = 0.01  # "damages more than the attack": PSNR(x, D(x')) below PSNR(x, x') by more than this
 
 
+def with_values(df: pd.DataFrame, names) -> list[str]:
+    """Those of ``names`` (in their order) that ``df`` has with at least one numeric value."""
+    return [n for n in names if n in df and pd.to_numeric(df[n], errors="coerce").notna().any()]
+
+
 def first_present(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
-    """The first of ``names`` that ``df`` has with at least one finite value."""
-    for n in names:
-        if n in df and pd.to_numeric(df[n], errors="coerce").notna().any():
-            return n
-    return None
+    """The first of ``names`` that ``df`` has with at least one numeric value."""
+    return next(iter(with_values(df, names)), None)
 
 
 def coalesce(df: pd.DataFrame, names: tuple[str, ...]) -> pd.Series:
@@ -63,14 +67,6 @@ def damages(cells: pd.DataFrame) -> pd.Series:
     return (coalesce(cells, PSNR_COLUMNS) < pd.to_numeric(cells["psnr_attack"], errors="coerce") - margin).astype(bool)
 
 
-def _num(v) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
-
-
 def defense_rows(cells: pd.DataFrame, group: list[str]) -> pd.DataFrame:
     """One row per ``group`` (e.g. dataset, metric, defense): the worst attack's numbers (``worst_*``,
     ``quality`` as ranked, ``damages``), the defense-level measures, ``baseline`` and ``cell_index``
@@ -83,21 +79,21 @@ def defense_rows(cells: pd.DataFrame, group: list[str]) -> pd.DataFrame:
         worst_idx = gains.idxmax() if gains.notna().any() else g.index[0]
         worst = g.loc[worst_idx]
         order = [worst_idx] + [i for i in gains.sort_values(ascending=False).index if i != worst_idx]
-        first = {c: next((_num(v) for v in g[c] if pd.notna(v)), math.nan) if c in g else math.nan
+        first = {c: next((as_float(v) for v in g[c] if pd.notna(v)), math.nan) if c in g else math.nan
                  for c in ("srocc_clean", "srocc_def_clean", "plcc_clean", "plcc_def_clean", "cert_width",
                            "abstain_rate")}
         rows.append({
             **dict(zip(group, key if isinstance(key, tuple) else (key,))),
-            "worst_robust_gain": _num(worst["robust_abs_gain"]), "worst_attack": worst["attack"],
-            "both_defended_gain": _num(worst.get("both_defended_abs_gain")),
+            "worst_robust_gain": as_float(worst["robust_abs_gain"]), "worst_attack": worst["attack"],
+            "both_defended_gain": as_float(worst.get("both_defended_abs_gain")),
             "quality": float(quality.loc[worst_idx]),
-            "purified_quality": _num(worst.get("purified_quality")),
-            "purified_quality_aligned": _num(worst.get("purified_quality_aligned")),
-            "abs_gain": _num(worst.get("abs_gain")),
-            "removed": 1 - _num(worst["robust_abs_gain"]) / _num(worst.get("abs_gain"))
-            if _num(worst.get("abs_gain")) > 0 else math.nan,
-            "attacked_quality": 0.5 * (_num(worst.get("ssim_attack")) + _num(worst.get("psnr_attack")) / 80.0),
-            "psnr_attack": _num(worst.get("psnr_attack")),
+            "purified_quality": as_float(worst.get("purified_quality")),
+            "purified_quality_aligned": as_float(worst.get("purified_quality_aligned")),
+            "abs_gain": as_float(worst.get("abs_gain")),
+            "removed": 1 - as_float(worst["robust_abs_gain"]) / as_float(worst.get("abs_gain"))
+            if as_float(worst.get("abs_gain")) > 0 else math.nan,
+            "attacked_quality": 0.5 * (as_float(worst.get("ssim_attack")) + as_float(worst.get("psnr_attack")) / 80.0),
+            "psnr_attack": as_float(worst.get("psnr_attack")),
             "psnr_def_adv": float(psnr.loc[worst_idx]),
             "damages": bool(harm.loc[worst_idx]), "damage_attacks": sorted(set(g.loc[harm.loc[g.index], "attack"])),
             **first,
@@ -144,7 +140,7 @@ def ideal_distance(values: np.ndarray) -> np.ndarray:
 
 def criteria_used(rows: pd.DataFrame) -> list[str]:
     """The criteria with a finite value for at least one of ``rows`` (SROCC only where there is MOS)."""
-    return [c for c in CRITERIA if c in rows and pd.to_numeric(rows[c], errors="coerce").notna().any()]
+    return with_values(rows, CRITERIA)
 
 
 def rank_defenses(rows: pd.DataFrame, section: list[str] = SECTION) -> pd.DataFrame:

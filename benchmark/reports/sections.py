@@ -9,7 +9,9 @@ import pandas as pd
 
 from ..schema import GROUPS, column
 from . import plots
-from .ranking import PSNR_COLUMNS, QUALITY_COLUMNS, coalesce, damages, defense_rows, first_present, rank_defenses
+from .format import as_float, defense_flags, fmt, header, rank_text
+from .ranking import PSNR_COLUMNS, QUALITY_COLUMNS, coalesce, damages, defense_rows, first_present, rank_defenses, \
+    with_values
 
 # Columns of the compact table by group; the first present of a tuple is shown (aligned before unaligned).
 COMPACT = [
@@ -23,26 +25,9 @@ COMPACT = [
 MARKED = {"defense", "quality", "correlation", "certificate", "cost"}  # groups whose best/worst are marked
 
 
-def fmt(v) -> str:
-    if v is None or v is pd.NA:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return "–" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
-def _num(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _sort_key(v):
     """A cell's ``data-v``: its number, "" for text (sorted as text), "nan" for a missing number (sorted last)."""
-    num = _num(v)
+    num = as_float(v)
     return num if math.isfinite(num) else ("" if isinstance(v, str) else "nan")
 
 
@@ -52,8 +37,7 @@ def compact_columns(cells: pd.DataFrame) -> list[tuple[str, list[str]]]:
     for group, cols in COMPACT:
         names = []
         for c in cols:
-            name = first_present(cells, c) if isinstance(c, tuple) else (
-                c if c in cells and pd.to_numeric(cells[c], errors="coerce").notna().any() else None)
+            name = first_present(cells, c if isinstance(c, tuple) else (c,))
             # the unaligned purified quality beside the aligned one, for comparison with published tables
             if name and name not in names and not (c == "purified_quality" and "purified_quality_aligned" not in names):
                 names.append(name)
@@ -78,13 +62,9 @@ def compact_table(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
     ranked = ~cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else pd.Series(True, cells.index)
     marks = {c: _marks(cells, c, ranked) for g, cols in groups if g in MARKED for c in cols}
     harm = damages(cells)
-    header = []
-    for g, cols in groups:
-        for c in cols:
-            col = column(c) if c != "flags" else None
-            header.append({"name": c, "title": col.title + (f" {col.arrow}" if col.arrow else "") if col else "flags",
-                           "hover": col.hover if col else "adaptive: the attack saw the defense; "
-                           "damages: PSNR(x, D(x')) < PSNR(x, x'); reference: a baseline, not ranked"})
+    flags_header = {"title": "flags", "hover": "adaptive: the attack saw the defense; "
+                    "damages: PSNR(x, D(x')) < PSNR(x, x'); reference: a baseline, not ranked"}
+    heads = [{"name": c, **(header(c) if c != "flags" else flags_header)} for _, cols in groups for c in cols]
     rows = []
     for i, r in cells.iterrows():
         row = []
@@ -96,16 +76,16 @@ def compact_table(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
                     row.append({"text": ", ".join(flags), "sort": ", ".join(flags), "cls": "flags"})
                     continue
                 v = r.get(c)
-                num = _num(v)
+                num = as_float(v)
                 text = f"{num:.3g}" if math.isfinite(num) and not isinstance(v, bool) else fmt(v)
                 hover = None
                 if f"{c}_lo" in cells and math.isfinite(num):
-                    hover = f"95 % interval [{fmt(_num(r[f'{c}_lo']))}, {fmt(_num(r[f'{c}_hi']))}]"
+                    hover = f"95 % interval [{fmt(as_float(r[f'{c}_lo']))}, {fmt(as_float(r[f'{c}_hi']))}]"
                 row.append({"text": text, "sort": _sort_key(v),
                             "cls": marks.get(c, {}).get(i, ""), "title": hover,
                             "href": f"#{anchors[i]}" if c == "defense" and i in anchors else None})
         rows.append(row)
-    return {"groups": [{"label": GROUPS[g], "span": len(cols)} for g, cols in groups], "header": header,
+    return {"groups": [{"label": GROUPS[g], "span": len(cols)} for g, cols in groups], "header": heads,
             "rows": rows}
 
 
@@ -126,7 +106,7 @@ def heatmap(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
     rows = []
     for a in attacks:
         sub = cells[cells["attack"] == a]
-        alone = _num(sub["abs_gain"].iloc[0]) if sub["adaptive_attack"].astype(bool).sum() == 0 else math.nan
+        alone = as_float(sub["abs_gain"].iloc[0]) if sub["adaptive_attack"].astype(bool).sum() == 0 else math.nan
         bg, fg = plots.heat_colour(alone, vmax)
         row = {"attack": a, "cells": [{"text": fmt(alone), "bg": bg, "fg": fg, "href": None,
                                        "title": f"{a} without defense: mean |s − s'|/r = {fmt(alone)}"}]}
@@ -136,12 +116,12 @@ def heatmap(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
                 row["cells"].append({"text": "", "bg": "#f7f7f7", "fg": "#999", "href": None, "title": "not run"})
                 continue
             i = hit.index[0]
-            v = _num(hit["robust_abs_gain"].iloc[0])
+            v = as_float(hit["robust_abs_gain"].iloc[0])
             bg, fg = plots.heat_colour(v, vmax)
             mark = " †" if harm[i] else ""
             row["cells"].append({"text": fmt(v) + mark, "bg": bg, "fg": fg, "href": f"#{anchors.get(i, '')}",
                                  "title": f"{a} → {d}: robust gain {fmt(v)} "
-                                          f"(attack alone {fmt(_num(hit['abs_gain'].iloc[0]))})"
+                                          f"(attack alone {fmt(as_float(hit['abs_gain'].iloc[0]))})"
                                           + ("; the purified image is further from x than x' is" if mark else "")})
         rows.append(row)
     return {"defenses": defenses, "rows": rows, "vmax": vmax, "legend": [
@@ -155,7 +135,7 @@ def attack_families(cells: pd.DataFrame, records: pd.DataFrame | None, manifest:
     specs = {e["label"]: e for e in (manifest.get("plugins") or {}).get("attacks", [])}
     budget = {}
     if records is not None and "budget" in records:
-        budget = {a: _num(b) for a, b in records.groupby("attack", sort=False)["budget"].first().items()}
+        budget = {a: as_float(b) for a, b in records.groupby("attack", sort=False)["budget"].first().items()}
     fams: dict[str, list[tuple[str, float]]] = {}
     for a in dict.fromkeys(cells["attack"]):
         b = budget.get(a, math.nan)
@@ -183,13 +163,13 @@ def budget_panels(cells: pd.DataFrame, records: pd.DataFrame | None, manifest: d
             "eps = [\"2/255\", \"4/255\", \"8/255\"], for curves of gain against budget.")
     for title, members in families.items():
         series = [{"label": "no defense (attack alone)", "colour": "#000000", "dashed": True,
-                   "points": [(b, _num(cells.loc[cells["attack"] == a, "abs_gain"].iloc[0])) for a, b in members]}]
+                   "points": [(b, as_float(cells.loc[cells["attack"] == a, "abs_gain"].iloc[0])) for a, b in members]}]
         for d in dict.fromkeys(cells["defense"]):
             pts = []
             for a, b in members:
                 hit = cells[(cells["attack"] == a) & (cells["defense"] == d)]
                 if len(hit):
-                    pts.append((b, _num(hit["robust_abs_gain"].iloc[0])))
+                    pts.append((b, as_float(hit["robust_abs_gain"].iloc[0])))
             series.append({"label": d, "colour": colours.get(d), "points": pts})
         p = plots.budget_curves(series, colours, title=title)
         if p:
@@ -203,9 +183,9 @@ def tradeoff_plot(cells: pd.DataFrame, anchors: dict[int, str], colours: dict[st
     if q is None:
         return None
     quality = coalesce(cells, QUALITY_COLUMNS)
-    pts = [{"gain": _num(r["robust_abs_gain"]), "quality": float(quality[i]), "defense": r["defense"],
+    pts = [{"gain": as_float(r["robust_abs_gain"]), "quality": float(quality[i]), "defense": r["defense"],
             "attack": r["attack"], "href": f"#{anchors.get(i, '')}",
-            "title": f"{r['defense']} vs {r['attack']}: robust gain {fmt(_num(r['robust_abs_gain']))}, "
+            "title": f"{r['defense']} vs {r['attack']}: robust gain {fmt(as_float(r['robust_abs_gain']))}, "
                      f"{column(q).title} {fmt(float(quality[i]))}"} for i, r in cells.iterrows()]
     return plots.tradeoff(pts, {d: c for d, c in colours.items() if d in set(cells["defense"])},
                           {a: m for a, m in markers.items() if a in set(cells["attack"])},
@@ -246,15 +226,13 @@ RANK_COLUMNS = ["worst_robust_gain", "removed", "quality", "srocc_def_clean", "p
 
 def ranking(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
     rows = rank_defenses(defense_rows(cells, ["dataset", "metric", "defense"]))
-    heads = [h for h in RANK_COLUMNS if h in rows and pd.to_numeric(rows[h], errors="coerce").notna().any()]
+    heads = with_values(rows, RANK_COLUMNS)
     out = []
     for r in rows.itertuples():
         worst = r.cell_index[0] if r.cell_index else None
-        flags = (["damages more than the attack"] if r.damages else []) + \
-            ([] if r.adaptive or r.baseline else ["met no adaptive attack"])
-        out.append({"rank": "reference" if r.baseline else fmt(r.rank), "front": "" if r.baseline else fmt(r.front),
-                    "defense": r.defense, "worst_attack": r.worst_attack,
+        rank, front = rank_text(r.rank, r.front, r.baseline)
+        out.append({"rank": rank, "front": front, "defense": r.defense, "worst_attack": r.worst_attack,
                     "href": f"#{anchors[worst]}" if worst in anchors else None,
-                    "vals": [fmt(getattr(r, h)) for h in heads], "flags": flags, "baseline": r.baseline})
-    return {"header": [{"title": column(h).title + (f" {column(h).arrow}" if column(h).arrow else ""),
-                        "hover": column(h).hover} for h in heads], "rows": out, "verdict": verdict(rows)}
+                    "vals": [fmt(getattr(r, h)) for h in heads],
+                    "flags": defense_flags(r.damages, r.adaptive, r.baseline), "baseline": r.baseline})
+    return {"header": [header(h) for h in heads], "rows": out, "verdict": verdict(rows)}

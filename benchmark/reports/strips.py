@@ -6,7 +6,8 @@ Where the images come from:
 - ``x``: the dataset rebuilt from the manifest (plugin name and parameters) and brought to the run's size
   policy, checked against the stored ``PSNR(x, x')``; kept as a lossless PNG in ``<run>/cache/clean/`` so
   that later renderings do not load the dataset again;
-- ``x'``: the attack stage's tensors (``<run>/stages/attack/<key>.pt``);
+- ``x'``: the attack stage's stored image files (``<run>/stages/attack/<key>/``, :mod:`benchmark.attacked`),
+  read one at a time;
 - ``D(x')``: purified images are not stored, so for the (at most three) images shown the defense is rebuilt
   from the manifest and run again on ``x'``: a deterministic defense on the image alone, a stochastic one
   on the image's whole batch with the stage's seed (``seed_from(run seed, dataset and defense key,
@@ -30,7 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import PluginSpec
+from ..attacked import read_shape
 from ..images import batches
+from ..quality import PSNR_CAP, psnr
 from ..seeds import seed_from
 from ..store import RunStore, content_key
 from .protocol import load_plugin_files
@@ -83,9 +86,35 @@ def picks(g: pd.DataFrame) -> list[tuple[str, pd.Series, float]]:
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR as the runner stores it (pyiqa's ``psnr``: RGB, data range 1, eps 1e-8, capped at 100 dB)."""
-    mse = float(torch.mean((a.float().clamp(0, 1) - b.float().clamp(0, 1)) ** 2))
-    return min(100.0, 10 * math.log10(1.0 / (mse + 1e-8)))
+    """PSNR of one pair as the runner stores it (:func:`benchmark.quality.pair_quality`)."""
+    return min(PSNR_CAP, float(psnr(a[None].clamp(0, 1), b[None].clamp(0, 1))[0]))
+
+
+class StoredImages:
+    """The attacked images of one stored attack stage, by image id, each read from its file when asked for."""
+
+    def __init__(self, store: RunStore, key: str):
+        self.store, self.key = store, key
+        rec = store.load("attack", key) if store.has("attack", key) else {"records": [], "attack_meta": {}}
+        self.fmt = rec["attack_meta"].get("image_format", "png")
+        self.ids = [r["image_id"] for r in rec["records"]
+                    if store.image_path("attack", key, r["image_id"], self.fmt).is_file()]
+        self._set = set(self.ids)
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._set
+
+    def get(self, image_id: str) -> torch.Tensor | None:
+        if image_id not in self._set:
+            return None
+        try:
+            return self.store.load_image("attack", self.key, image_id, self.fmt)
+        except Exception as exc:
+            log.info("report images: attacked image %s of %s not readable (%s)", image_id, self.key, exc)
+            return None
+
+    def shape(self, image_id: str) -> tuple[int, int, int]:
+        return read_shape(self.store.image_path("attack", self.key, image_id, self.fmt), self.fmt)
 
 
 class _Sources:
@@ -101,7 +130,7 @@ class _Sources:
         self.seed, self.batch_size = run.get("seed", 0), int(run.get("batch_size", 4))
         self._datasets: dict[str, object] = {}
         self._defenses: dict[str, object] = {}
-        self._attacks: dict[str, dict] = {}
+        self._attacks: dict[str, StoredImages] = {}
         self._clean: dict[tuple[str, str], torch.Tensor | None] = {}
         self._plugins_loaded = False
 
@@ -174,16 +203,12 @@ class _Sources:
         self._clean[key] = x
         return x
 
-    def attacked(self, key: str) -> dict[str, torch.Tensor]:
+    def attacked(self, key: str) -> StoredImages:
         if key not in self._attacks:
-            try:
-                self._attacks[key] = self.store.load_tensors("attack", key)
-            except Exception as exc:
-                log.info("report images: attack tensors %s not readable (%s)", key, exc)
-                self._attacks[key] = {}
+            self._attacks[key] = StoredImages(self.store, key)
         return self._attacks[key]
 
-    def purified(self, cell: dict, image_id: str, order: list[str], adv: dict[str, torch.Tensor]
+    def purified(self, cell: dict, image_id: str, order: list[str], adv: StoredImages
                  ) -> tuple[torch.Tensor | None, str]:
         """D(x') recomputed for one image (None and why not, when it is not possible here)."""
         defense = self._build("defenses", cell["defense"], self._defenses)
@@ -192,17 +217,20 @@ class _Sources:
         if getattr(defense, "wraps_metric", False):
             return None, "a smoothing defense scores noisy copies of x' and does not change the image"
         ds, df = self._spec("datasets", cell["dataset"]), self._spec("defenses", cell["defense"])
-        items = [(i, adv[i]) for i in order if i in adv]
-        batch = next((b for b in batches(items, self.batch_size) if image_id in [i for i, _ in b]), None)
-        if batch is None:
+        if getattr(defense, "stochastic", False):  # the image's whole batch, as the runner drew its noise
+            items = [(i, adv.shape(i)) for i in order if i in adv]
+            batch = next((b for b in batches(items, self.batch_size, shape=lambda it: it[1])
+                          if image_id in [i for i, _ in b]), None)
+            ids = [i for i, _ in batch] if batch is not None else []
+        else:
+            ids = [image_id] if image_id in adv else []
+        images = [adv.get(i) for i in ids]
+        if not ids or any(t is None for t in images):
             return None, "the attacked image is missing"
-        if not getattr(defense, "stochastic", False):
-            batch = [(image_id, adv[image_id])]
-        ids = [i for i, _ in batch]
         dkey = content_key({"dataset": ds.key(), "defense": df.key()})
         gen = torch.Generator().manual_seed(seed_from(self.seed, dkey, ids))
         with torch.no_grad():
-            out = defense(torch.stack([t for _, t in batch]), generator=gen).clamp(0, 1)
+            out = defense(torch.stack(images), generator=gen).clamp(0, 1)
         return out[ids.index(image_id)], ""
 
 

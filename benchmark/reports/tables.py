@@ -8,8 +8,8 @@ a tab or a carriage return) gets a leading ``'`` (numbers stay numbers); in summ
 from __future__ import annotations
 
 import html
-import io
 import importlib.util
+import io
 import logging
 from pathlib import Path
 
@@ -23,21 +23,29 @@ from .runinfo import complete_summary
 
 log = logging.getLogger(__name__)
 
-
-
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _text_columns(df: pd.DataFrame) -> list:
+def text_columns(df: pd.DataFrame) -> list:
     return [c for c in df.columns if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
+
+
+def map_text(df: pd.DataFrame, f) -> pd.DataFrame:
+    """A copy of ``df`` with ``f`` applied to every string of its text columns."""
+    out = df.copy()
+    for c in text_columns(out):
+        out[c] = out[c].map(lambda v: f(v) if isinstance(v, str) else v)
+    return out
 
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     """A copy in which text cells beginning like a spreadsheet formula get a leading ``'`` (OWASP CSV injection)."""
-    out = df.copy()
-    for c in _text_columns(out):
-        out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in FORMULA_START else v)
-    return out
+    return map_text(df, lambda v: "'" + v if v[:1] in FORMULA_START else v)
+
+
+def restore_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of :func:`neutralise_formulas` (a copy): labels as the run wrote them, for a stored CSV read back."""
+    return map_text(df, lambda v: v[1:] if v[:1] == "'" and v[1:2] in FORMULA_START else v)
 
 
 def csv_text(df: pd.DataFrame) -> str:
@@ -53,10 +61,7 @@ def markdown_cell(v: str) -> str:
 
 def markdown_text(df: pd.DataFrame, **kwargs) -> str:
     """``df`` as a Markdown table (tabulate) whose text cells are escaped with :func:`markdown_cell`."""
-    shown = df.copy()
-    for c in _text_columns(shown):
-        shown[c] = shown[c].map(lambda v: markdown_cell(v) if isinstance(v, str) else v)
-    return shown.to_markdown(index=False, **kwargs) + "\n"
+    return map_text(df, markdown_cell).to_markdown(index=False, **kwargs) + "\n"
 
 
 def write_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

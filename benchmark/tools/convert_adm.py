@@ -201,7 +201,11 @@ def convert(checkpoint: Path, out_dir: Path, *, image_size: int = 256, head_chan
     out_dir = Path(out_dir)
     unet.save_pretrained(out_dir / "unet")
     DDPMScheduler(**scheduler_config(s, steps, schedule)).save_pretrained(out_dir / "scheduler")
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(checkpoint, "rb") as fh:  # in 1 MiB blocks: the ADM checkpoint is 2 GB
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
     (out_dir / "converted_from.json").write_text(json.dumps(
         {"checkpoint": str(checkpoint.resolve()), "sha256": digest, "structure": asdict(s),
          "num_head_channels": head_channels, "new_attention_order": new_attention_order,

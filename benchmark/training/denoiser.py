@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from ..config import coerce
 from ..datasets.distortions import DISTORTIONS
 from ..defenses.denoiser import DnCNN, load_denoiser, save_denoiser
+from ..errors import BenchmarkError
 from ..registry import METRICS, constructor_params, load_builtin_plugins
 from .trainset import labelled_set, training_photos
 
@@ -110,23 +112,23 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
           consistency_weight: float = 0.0, score_weight: float = 0.0, depth: int = 8, channels: int = 48,
           init: Path | None = None, distortions: tuple[str, ...] = DISTORTIONS, device: str = "cpu") -> DnCNN:
     torch.manual_seed(seed)
+    # checkpoints first, so that a missing or corrupt one is an error before any work
+    model, start = DnCNN(depth=depth, channels=channels), 0
+    if init is not None:  # fine-tune a denoiser trained before (e.g. with MSE alone), its architecture kept
+        model, _ = load_denoiser(init, "--init")
+        log.info("starting from %s", init)
+    if resume and out.is_file():
+        model, done = load_denoiser(out, "--out")
+        start = int(done.get("epochs_done", 0))
+        log.info("resuming from %s at epoch %d", out, start)
     # labels need MS-SSIM's minimum size: score at 256 pixels, then train at ``size``
     images, targets = labelled_set(training_photos(list(photos)), out.parent, tuple(distortions))
     if size != 256:
         images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     log.info("%d training images", len(images))
-    model, start = DnCNN(depth=depth, channels=channels), 0
-    if init is not None:  # fine-tune a denoiser trained before (e.g. with MSE alone), its architecture kept
-        model, _ = load_denoiser(init)
-        log.info("starting from %s", init)
     device = torch.device(device)
     model, metric = model.to(device), metric.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    if resume and out.is_file():
-        ck = torch.load(out, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["state_dict"])
-        start = ck["config"].get("epochs_done", 0)
-        log.info("resuming from %s at epoch %d", out, start)
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
         for group in opt.param_groups:  # cosine schedule, restartable from any epoch
@@ -201,16 +203,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--draws must be >= 1, and >= 2 with --consistency-weight")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("pyiqa").setLevel(logging.WARNING)
-    metric = build_metric(args.metric, args.metric_param)
     # a checkpoint loads with weights_only=True: plain types only
     config = {k: ([str(p) for p in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
               for k, v in vars(args).items()}
     t0 = time.time()
-    train(metric, sigma=args.sigma, epochs=args.epochs, rank_weight=args.rank_weight, size=args.size,
-          batch=args.batch, lr=args.lr, seed=args.seed, out=args.out, config=config, resume=args.resume,
-          inputs=args.inputs, adv_eps=args.adv_eps, photos=args.photos, crop=args.crop, draws=args.draws,
-          consistency_weight=args.consistency_weight, score_weight=args.score_weight, depth=args.depth,
-          channels=args.channels, init=args.init, distortions=tuple(args.distortions), device=args.device)
+    try:
+        metric = build_metric(args.metric, args.metric_param)
+        train(metric, sigma=args.sigma, epochs=args.epochs, rank_weight=args.rank_weight, size=args.size,
+              batch=args.batch, lr=args.lr, seed=args.seed, out=args.out, config=config, resume=args.resume,
+              inputs=args.inputs, adv_eps=args.adv_eps, photos=args.photos, crop=args.crop, draws=args.draws,
+              consistency_weight=args.consistency_weight, score_weight=args.score_weight, depth=args.depth,
+              channels=args.channels, init=args.init, distortions=tuple(args.distortions), device=args.device)
+    except BenchmarkError as exc:  # missing or corrupt weights (--init, --out, the metric's): one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     log.info("wrote %s (%.0f s)", args.out, time.time() - t0)
     return 0
 
