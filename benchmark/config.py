@@ -41,8 +41,8 @@ from .params import MAX_IMAGE_SIDE
 from .registry import REGISTRIES, Registry, constructor_params, load_builtin_plugins, load_plugin_file
 
 SIZE_POLICIES = ("resize", "center_crop", "keep")
-RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips", "dists",
-            "attacked_images", "executor", "ray_address"}
+RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips",
+            "dists", "attacked_images", "executor", "ray_address"}
 
 CHEAP_FAMILIES = ("attacks", "defenses")
 MAX_EXPANSION = 1000     # plugin instances one table may expand into (the product of its lists)

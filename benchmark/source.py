@@ -40,7 +40,7 @@ class Batch:
 
 
 class ImageSource:
-    """The readable images of one dataset (``spec``: its PluginSpec), read on demand."""
+    """The readable images of one dataset (built by :meth:`scan`), read on demand."""
 
     def __init__(self, label: str, dataset: Any, size: tuple[int, int] | None, policy: str, entries: list[Entry]):
         self.label, self.dataset, self.size, self.policy = label, dataset, size, policy

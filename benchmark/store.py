@@ -142,6 +142,15 @@ class RunStore:
         d = self.root / "stages" / kind
         return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
 
+    def planned_stages(self, kind: str) -> list[dict[str, Any]]:
+        """The stored records of ``kind`` that the run's plan (``cells.json``) names: not those a resumed run
+        left behind under older content keys. Every stored one when there is no plan."""
+        plan = self.root / "cells.json"
+        if not plan.is_file():
+            return self.stages(kind)
+        keys = sorted({c["keys"][kind] for c in json.loads(plan.read_text()) if kind in c.get("keys", {})})
+        return [self.load(kind, k) for k in keys if self.has(kind, k)]
+
 
 # -- run directories: recognising, clearing and locking them ------------------------------------
 def is_run_dir(path: Path) -> bool:

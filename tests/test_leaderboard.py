@@ -209,3 +209,20 @@ def test_protocol_differences_name_what_differs():
 def test_leaderboard_names_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path), "-o", str(tmp_path / "site")]) == 2
     assert f"{tmp_path} is not a run directory" in capsys.readouterr().err
+
+
+def test_stages_left_under_older_keys_do_not_change_the_protocol(runs, tmp_path):
+    """A run resumed after a STAGE_VERSION change keeps its old stage files; only the planned ones count."""
+    from benchmark.reports.protocol import protocol
+
+    run = tmp_path / "a"
+    shutil.copytree(runs / "a", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    before = protocol(run, manifest)["budgets"]
+    old = next((run / "stages" / "attack").glob("*.json"))
+    rec = json.loads(old.read_text())
+    rec["attack_meta"]["budget"] = 0.5
+    (old.parent / "0123456789abcdef0123.json").write_text(json.dumps({**rec, "key": "0123456789abcdef0123"}))
+    assert protocol(run, manifest)["budgets"] == before and ("linf", 0.5) not in before
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(runs / "b"), str(run), "-o", str(site)]) == 0

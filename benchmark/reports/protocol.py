@@ -104,7 +104,7 @@ def protocol(run_dir: Path, manifest: dict) -> dict[str, Any]:
     """What must agree between merged runs (see the module docstring)."""
     run = manifest.get("run") or {}
     budgets = set()
-    for rec in RunStore(run_dir).stages("attack"):
+    for rec in RunStore(run_dir).planned_stages("attack"):
         meta = rec.get("attack_meta") or {}
         b = meta.get("budget")
         budgets.add((str(meta.get("threat_model")), round(float(b), 12) if isinstance(b, (int, float)) and

@@ -29,7 +29,7 @@ def baseline_defenses(run_dir: Path, manifest: dict) -> set[str]:
     """Labels of the defenses that declare ``baseline = True``: from the stored defense metadata, and for
     stages stored before it was recorded, from the registered class's attribute (never from a name)."""
     labels: dict[str, bool] = {}
-    for rec in RunStore(run_dir).stages("def_clean"):
+    for rec in RunStore(run_dir).planned_stages("def_clean"):
         meta = rec.get("defense_meta") or {}
         if "baseline" in meta and rec.get("defense") is not None:
             labels[rec["defense"]] = labels.get(rec["defense"], False) or bool(meta["baseline"])
