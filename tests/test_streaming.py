@@ -13,7 +13,7 @@ from benchmark.attacks.pgd import PGD
 from benchmark.cli import main
 from benchmark.config import load_config
 from benchmark.errors import ConfigError
-from benchmark.images import quantize_8bit
+from benchmark.images import apply_size_policy, quantize_8bit, to_tensor
 from benchmark.metrics.default_model import DefaultModel
 from benchmark.records import load_records
 from benchmark.runner import Runner
@@ -116,27 +116,38 @@ def test_float32_storage_keeps_the_attack_output(tmp_path, image_folder):
 
 
 def test_stages_read_images_batch_by_batch(tmp_path, image_folder, monkeypatch):
-    """No stage holds the dataset: each batch is read when a stage asks for it, and released after."""
+    """No stage holds the dataset: each image is decoded once per process into the scratch file, and each
+    stage reads its batches back from it when it asks for them."""
+    from benchmark.datasets.folder import ImageFolder
+
+    decoded: list[str] = []
     reads: list[str] = []
-    real = ImageSource.load
-
-    def counting(self, image_id):
-        reads.append(image_id)
-        return real(self, image_id)
-
-    monkeypatch.setattr(ImageSource, "load", counting)
+    real_load, real_read = ImageFolder.load, ImageSource.read
+    monkeypatch.setattr(ImageFolder, "load", lambda self, i: decoded.append(i) or real_load(self, i))
+    monkeypatch.setattr(ImageSource, "read", lambda self, e: reads.append(e.image_id) or real_read(self, e))
     cfg = load_config(folder_config(tmp_path, "stream", image_folder, ATTACK_ONLY.format(eps='"4/255"'), limit=5,
                                     run_extra="batch_size = 2"))
     source = ImageSource.scan(cfg.datasets[0], cfg.run.image_size, cfg.run.size_policy, skipped=[])
     assert not any(isinstance(v, torch.Tensor) for e in source.entries for v in vars(e).values())
+    assert len(decoded) == 5 and not reads
     sizes = [len(b.ids) for b in source.batches(2)]
     assert sizes == [2, 2, 1] and len(reads) == 5
+    # what the scratch file gives back is the prepared image itself, bit for bit
+    for e in source.entries:
+        direct = apply_size_policy(to_tensor(source_image(image_folder, e.image_id)), (96, 96), "resize")
+        assert torch.equal(source.read(e), direct)
     run_dir = cfg.run.output_dir / cfg.run.name
     run_dir.mkdir(parents=True)
-    reads.clear()
+    decoded.clear(), reads.clear()
     assert Runner(cfg, run_dir, progress=False).run() == 0
-    # clean, attack, 2 × def_clean, 2 × def_adv: each stage reads the 5 images once
-    assert len(reads) == 6 * 5
+    # decoded once; clean, attack, 2 × def_clean, 2 × def_adv: each stage reads the 5 images once
+    assert len(decoded) == 5 and len(reads) == 6 * 5
+
+
+def source_image(folder, image_id):
+    from benchmark.images import read_image
+
+    return read_image(folder / image_id)
 
 
 def test_attacked_images_and_executor_are_checked(tmp_path, image_folder):
