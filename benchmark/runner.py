@@ -127,6 +127,12 @@ def stage_graph(cells: list[Cell], device: str) -> dict[str, Stage]:
     return graph
 
 
+def stored_quality(rows: dict[str, dict], ids: list[str], keys: tuple[str, ...], suffix: str) -> dict[str, torch.Tensor]:
+    """The stored quality columns ``<name><suffix>`` of images ``ids`` (``rows`` by image id), in the form
+    :func:`~benchmark.quality.pair_quality` returns them."""
+    return {k: torch.tensor([rows[i][f"{k}{suffix}"] for i in ids], dtype=torch.float64) for k in keys}
+
+
 class Executor(Protocol):
     """Runs the planned cells through a Runner's stage functions and store; returns the failed-cell count."""
     name: str
@@ -359,25 +365,24 @@ class Runner:
                 with torch.no_grad():
                     out = defense(inp, generator=gen).clamp(0, 1)
                 seconds = (time.perf_counter() - t0) / len(ids)
-                if torch.equal(out, inp):  # D left the image as it was (identity): its score is stored already
-                    scores = [known_rows[i]["score" if attack is None else "score_adv"] for i in ids]
-                else:
-                    scores = self._score(metric, out, ids, what)
-            unchanged = torch.equal(out, inp) and not defense.changes_geometry
+            same = torch.equal(out, inp)  # D left its input as it was (identity; smoothing scores noisy copies)
+            if not defense.wraps_metric:  # an unchanged image's score is stored already
+                scores = ([known_rows[i]["score" if attack is None else "score_adv"] for i in ids] if same
+                          else self._score(metric, out, ids, what))
+            unchanged = same and not defense.changes_geometry
             if unchanged and attack is None:  # (x, x): known in closed form
                 q = identical_quality(len(ids), min(x.shape[-2:]), lpips=run.lpips, dists=run.dists)
             elif unchanged:
                 # D(x') = x' (identity; smoothing defenses, which score through the metric): the pair (x, D(x'))
                 # is the attack stage's (x, x'), computed by the same code on the same batch: reuse it
-                q = {k: torch.tensor([known_rows[i][f"{k}_attack"] for i in ids], dtype=torch.float64) for k in keys}
+                q = stored_quality(known_rows, ids, keys, "_attack")
             elif shared is not None:
-                q = {k: torch.tensor([shared[i][f"{k}_def_clean"] for i in ids], dtype=torch.float64) for k in keys}
+                q = stored_quality(shared, ids, keys, "_def_clean")
             else:
                 q = pair_quality(resize_to(out, x), x, lpips=run.lpips, dists=run.dists)
             q_aligned = q  # against A(x), the clean image in the output's geometry (formulas.md §3)
             if defense.changes_geometry and shared is not None:
-                q_aligned = {k: torch.tensor([shared[i][f"{k}_def_clean_aligned"] for i in ids], dtype=torch.float64)
-                             for k in keys}
+                q_aligned = stored_quality(shared, ids, keys, "_def_clean_aligned")
             elif defense.changes_geometry:  # align draws what forward drew, from a generator in the same state
                 ref = defense.align(x, generator=torch.Generator().manual_seed(seed)).clamp(0, 1)
                 q_aligned = pair_quality(out, resize_to(ref, out), lpips=run.lpips, dists=run.dists)

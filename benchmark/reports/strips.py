@@ -97,15 +97,15 @@ class StoredImages:
         self.store, self.key = store, key
         rec = store.load("attack", key) if store.has("attack", key) else {"records": [], "attack_meta": {}}
         self.fmt = rec["attack_meta"].get("image_format", "png")
-        self.ids = [r["image_id"] for r in rec["records"]
-                    if store.image_path("attack", key, r["image_id"], self.fmt).is_file()]
-        self._set = set(self.ids)
+        self._ids = {r["image_id"] for r in rec["records"]
+                     if store.image_path("attack", key, r["image_id"], self.fmt).is_file()}
+        self._shapes: dict[str, tuple[int, int, int]] = {}
 
     def __contains__(self, image_id: str) -> bool:
-        return image_id in self._set
+        return image_id in self._ids
 
     def get(self, image_id: str) -> torch.Tensor | None:
-        if image_id not in self._set:
+        if image_id not in self._ids:
             return None
         try:
             return self.store.load_image("attack", self.key, image_id, self.fmt)
@@ -114,7 +114,10 @@ class StoredImages:
             return None
 
     def shape(self, image_id: str) -> tuple[int, int, int]:
-        return read_shape(self.store.image_path("attack", self.key, image_id, self.fmt), self.fmt)
+        """From the file's header, read once per image (a strip's batch needs every image's shape)."""
+        if image_id not in self._shapes:
+            self._shapes[image_id] = read_shape(self.store.image_path("attack", self.key, image_id, self.fmt), self.fmt)
+        return self._shapes[image_id]
 
 
 class _Sources:
