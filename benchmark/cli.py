@@ -2,7 +2,9 @@
 
 Precedence: command-line options > ``matrix.toml`` > defaults. User errors (bad config, missing
 weights, unreadable data) print one clear line and exit with status 2; a run in which some cells
-failed exits with status 1 after writing everything that succeeded.
+failed exits with status 1 after writing everything that succeeded. An expected runtime failure (the disk
+full, a write refused, the device lost) ends ``run`` and ``report`` with one line naming the file or device
+and exit status 3 (``errors.EXIT_STOPPED``): the finished stages are kept and ``--resume`` continues.
 """
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import BenchmarkError, ConfigError
+from .errors import EXIT_STOPPED, BenchmarkError, ConfigError, RunStopped, run_stopping
 
 log = logging.getLogger("benchmark")
 
@@ -27,10 +30,23 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("pyiqa").setLevel(logging.WARNING)
 
 
+@contextmanager
+def _stops(then: str):
+    """An expected runtime failure inside (:func:`~benchmark.errors.run_stopping`: the disk full, a write refused,
+    the device lost) as one :class:`RunStopped` line that names the file or device and ends with ``then``."""
+    try:
+        yield
+    except Exception as exc:
+        stop = run_stopping(exc)
+        if stop is None:
+            raise
+        raise RunStopped(f"{stop}; {then}") from None
+
+
 def cmd_validate(args) -> int:
     from .config import describe_config, load_config
 
-    cfg = load_config(args.config, device=args.device)
+    cfg = load_config(args.config, device=args.device, deep=True)  # every error at once, files and data opened
     print(describe_config(cfg))
     return 0
 
@@ -41,7 +57,7 @@ def cmd_run(args) -> int:
     from .runner import Runner
     from .store import open_run_dir
 
-    cfg = load_config(args.config, device=args.device)  # checks the device (CUDA present?) before any work
+    cfg = load_config(args.config, device=args.device, deep=True)  # what validate checks, before any work
     run = cfg.run
     if args.output_dir:
         run = replace(run, output_dir=args.output_dir)
@@ -51,7 +67,8 @@ def cmd_run(args) -> int:
     executor = _executor(args, run)  # before the run directory is touched: a missing Ray is a user error (exit 2)
     run_dir = run.output_dir / run.name
     # checks the directory, takes its lock (a second writer is refused) and only then deletes (--overwrite)
-    with open_run_dir(run.output_dir, run.name, resume=args.resume, overwrite=args.overwrite):
+    with _stops(f"the run stopped; the stages finished before it are kept in {run_dir}: run again with --resume "
+                "to continue"), open_run_dir(run.output_dir, run.name, resume=args.resume, overwrite=args.overwrite):
         log.info("running %d cells into %s", cfg.n_cells, run_dir)
         failed = Runner(cfg, run_dir, progress=not args.no_progress).run(executor)
         log.info("building the report (tables, plots, image strips) in %s", run_dir)
@@ -76,22 +93,21 @@ def _executor(args, run):
 
 
 def cmd_calibrate(args) -> int:
-    from fractions import Fraction
-
-    from .calibrate import calibrate, write_calibration
+    from .calibrate import calibrate, parse_target, target_text, write_calibration
     from .config import load_config
 
-    cfg = load_config(args.config, device=args.device)
-    try:
-        targets = [float(Fraction(t)) for t in args.targets]
-    except (ValueError, ZeroDivisionError):
-        raise BenchmarkError(f"--targets: expected numbers or fractions such as 4/255, got {args.targets}") from None
+    targets = [parse_target(t) for t in args.targets]  # 4/255 (L∞), 40dB (PSNR), unit:0.05 (the attack's unit)
+    if args.images < 1:
+        raise BenchmarkError(f"--images: expected a number of images >= 1, got {args.images}")
+    if not 0 < args.tol < 1:  # a relative tolerance; also refuses nan and inf
+        raise BenchmarkError(f"--tol: expected a relative tolerance within (0, 1), got {args.tol}")
+    cfg = load_config(args.config, device=args.device, deep=True)
     results = calibrate(cfg, targets, n_images=args.images, tol=args.tol)
     toml = write_calibration(results, args.output)
     for r in results:
         flag = "" if r["within_tol"] else "  (not within tolerance)"
-        print(f"{r['metric']:24s} {r['attack']:36s} L∞ {r['target']:.5f}: {r['param']} = {r['value']:.6g} "
-              f"(measured {r['measured_linf']:.5f}){flag}")
+        print(f"{r['metric']:24s} {r['attack']:36s} {target_text(r)}: {r['param']} = {r['value']:.6g} "
+              f"(measured {r['measured']:.5g}, L∞ {r['measured_linf']:.5f}){flag}")
     print(f"written: {args.output} and {toml}")
     return 0
 
@@ -102,7 +118,10 @@ def cmd_report(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "cells.json").is_file():
         raise BenchmarkError(f"{run_dir} is not a run directory (no cells.json)")
-    print(build_report(run_dir, progress=True))
+    with _stops(f"the report was not finished; the stored stages of {run_dir} are kept: run report again (or run "
+                "--resume) once it is fixed"):
+        report = build_report(run_dir, progress=True)
+    print(report)
     return 0
 
 
@@ -194,11 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--probe", action="store_true", help="build each pyiqa metric whose weights are here and "
                     "check that gradients reach the input (slow)")
     ls.set_defaults(fn=cmd_list)
-    cal = sub.add_parser("calibrate", help="find each attack's strength for L∞ budget categories")
+    cal = sub.add_parser("calibrate", help="find each attack's strength for budget categories (L∞, PSNR, its unit)")
     cal.add_argument("config", type=Path)
-    cal.add_argument("--targets", nargs="+", default=["2/255", "4/255", "8/255", "16/255"])
+    cal.add_argument("--targets", nargs="+", default=["2/255", "4/255", "8/255", "16/255"],
+                     help="L∞ budgets (4/255), PSNRs (40dB) or unit:VALUE in each attack's own budget unit")
     cal.add_argument("--images", type=int, default=8, help="images of the first dataset to measure on")
-    cal.add_argument("--tol", type=float, default=0.02, help="relative tolerance on the mean L∞")
+    cal.add_argument("--tol", type=float, default=0.02, help="relative tolerance on the mean measure")
     cal.add_argument("--device")
     cal.add_argument("-o", "--output", type=Path, default=Path("calibration.json"))
     cal.set_defaults(fn=cmd_calibrate)
@@ -219,11 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(0 if args.quiet else args.verbose)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     try:
-        return args.fn(args)
-    except BenchmarkError as exc:
-        # one line whatever the message holds (a key or value with a newline in it)
+        status = args.fn(args)
+        sys.stdout.flush()  # inside the try: a reader that left (BrokenPipeError) is handled below
+        return status
+    except RunStopped as exc:  # not the user's input: the disk or the device (one line, exit 3)
         print("error: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
+        return EXIT_STOPPED
+    except BenchmarkError as exc:
+        # one line per error (ErrorList: every error validate found), whatever a message holds (a newline in a key)
+        for e in getattr(exc, "errors", [exc]):
+            print("error: " + str(e).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `validate x.toml | head`: the reader left; no traceback, no flush error at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
     except KeyboardInterrupt:
         print("interrupted; finished stages are kept (use --resume)", file=sys.stderr)
         return 130

@@ -35,7 +35,7 @@ from .config_values import MAX_DEPTH, check_tree as _check_tree, coerce, exc_tex
 from .config_values import is_sequence_type as _is_sequence_type, join_key as _join, jsonable as _jsonable
 from .config_values import label_text as _short, one_line as _one_line, path_exists
 from .config_values import same_value as _same, show as _show
-from .errors import ConfigError, MissingWeightsError
+from .errors import ConfigError, ConfigErrors, MissingWeightsError
 from .executors import EXECUTORS
 from .params import MAX_IMAGE_SIDE
 from .registry import REGISTRIES, Registry, constructor_params, load_builtin_plugins, load_plugin_file
@@ -56,10 +56,18 @@ TABLE_KEYS: dict[str, tuple[str, str, str]] = {  # key: (type, default, one-line
     "optional": ("bool", "false", "true: when a file or folder this entry names is missing, leave the entry out "
                  "with a message (validate says so) instead of failing"),
 }
+# An adaptive attack averages a stochastic defense over K draws per gradient (EOT). The default K is AutoAttack's
+# for randomised defenses (its "rand" version: EOT over 20 draws, Croce & Hein 2020); it is recorded per cell
+# (eot_samples). Deterministic defenses use one draw whatever K is.
+DEFAULT_EOT_SAMPLES = 20
 ATTACK_TABLE_KEYS: dict[str, tuple[str, str, str]] = {
-    "adaptive": ("bool", "false", "true: attack metric ∘ defense, once per defense (EOT over a stochastic "
-                 "defense's randomness, BPDA through a non-differentiable defense's surrogate)"),
-    "eot_samples": ("int", "1", "EOT: draws of a stochastic defense averaged per gradient of an adaptive attack"),
+    "adaptive": ("bool", "both", "not given: every non-baseline defense meets the attack twice, as a transfer "
+                 "attack (x' made on the bare metric) and as an adaptive one on metric ∘ defense (EOT over a "
+                 "stochastic defense's randomness, BPDA through a non-differentiable defense's surrogate, "
+                 "straight through a differentiable one), labelled +adaptive; true: adaptive only; false: "
+                 "transfer only (a published protocol)"),
+    "eot_samples": ("int", str(DEFAULT_EOT_SAMPLES), "EOT: draws of a stochastic defense averaged per gradient of "
+                    f"an adaptive attack (default {DEFAULT_EOT_SAMPLES}, as AutoAttack's rand version)"),
 }
 ENTRY_META_KEYS = set(TABLE_KEYS) | set(ATTACK_TABLE_KEYS)  # every key of a table that is not a plugin parameter
 ATTACK_ONLY_KEYS = tuple(ATTACK_TABLE_KEYS)
@@ -79,7 +87,10 @@ class PluginSpec:
     label: str
     optional: bool = False
     adaptive: bool = False   # attacks only: attack metric ∘ defense (EOT/BPDA), once per defense
-    eot_samples: int = 1     # attacks only: EOT draws of a stochastic defense's randomness
+    eot_samples: int = DEFAULT_EOT_SAMPLES  # attacks only: EOT draws of a stochastic defense's randomness
+    # attacks only: the label of this transfer attack's adaptive twin, which the plan also runs against every
+    # non-baseline defense (the table did not say ``adaptive``); None: this spec runs alone
+    twin: str | None = None
 
     def key(self) -> dict[str, Any]:
         """What determines this plugin's output (used in content hashes)."""
@@ -103,6 +114,14 @@ class PluginSpec:
 
     def build(self) -> Any:
         return self.cls(**self.params)
+
+    def variants(self) -> list["PluginSpec"]:
+        """The attacks this entry runs as: itself, and its adaptive twin when the table did not say ``adaptive``."""
+        if not self.twin:
+            return [self]
+        from dataclasses import replace
+
+        return [self, replace(self, adaptive=True, twin=None, label=self.twin)]
 
 
 @dataclass(frozen=True)
@@ -136,12 +155,25 @@ class MatrixConfig:
 
     @property
     def n_cells(self) -> int:
-        return len(self.datasets) * len(self.metrics) * len(self.attacks) * len(self.defenses)
+        return len(self.datasets) * len(self.metrics) * len(self.cell_pairs())
+
+    def attack_variants(self) -> list[PluginSpec]:
+        """Every attack the matrix runs: each entry, followed by its adaptive twin where it has one."""
+        return [v for a in self.attacks for v in a.variants()]
+
+    def cell_pairs(self) -> list[tuple[PluginSpec, PluginSpec]]:
+        """(attack, defense) of every cell of one (dataset, metric), in plan order. An adaptive twin does not meet
+        a baseline defense (identity): through it the adaptive attack is the transfer attack, run once."""
+        return [(v, d) for a in self.attacks for k, v in enumerate(a.variants()) for d in self.defenses
+                if not (k and getattr(d.cls, "baseline", False))]
 
 
 # --------------------------------------------------------------------------------------------
-def load_config(path: str | Path, *, device: str | None = None) -> MatrixConfig:
-    """Read and validate ``path``; ``device`` (``--device``) overrides ``run.device``. Writes nothing."""
+def load_config(path: str | Path, *, device: str | None = None, deep: bool = False) -> MatrixConfig:
+    """Read and validate ``path``; ``device`` (``--device``) overrides ``run.device``. Writes nothing.
+
+    Every error is found in one pass: a :class:`ConfigErrors` lists them all, one line each. ``deep``
+    (``validate``, and ``run`` before any work) also opens what the plugins read (:func:`deep_check`)."""
     path = Path(path)
     fname = str(path)
     if not path.is_file():
@@ -157,56 +189,105 @@ def load_config(path: str | Path, *, device: str | None = None) -> MatrixConfig:
     except ValueError as exc:  # TOMLDecodeError, and integers past Python's 4300-digit conversion limit
         text = "an integer with thousands of digits (integers are 64-bit)" if "digits" in str(exc) else _one_line(exc)
         raise ConfigError(f"not valid TOML: {text}", file=fname) from None
-    return parse_config(raw, path, device=device)
+    return parse_config(raw, path, device=device, deep=deep)
 
 
-def parse_config(raw: dict[str, Any], path: Path, *, device: str | None = None) -> MatrixConfig:
+def parse_config(raw: dict[str, Any], path: Path, *, device: str | None = None, deep: bool = False) -> MatrixConfig:
+    """Validate the parsed TOML ``raw`` of ``path``; every error found is collected (:class:`ConfigErrors`)."""
     fname, base = str(path), path.resolve().parent
-    _check_tree(raw, "", fname, 0)
+    errs: list[ConfigError] = []
+    _check_tree(raw, "", fname, 0, errs)
     unknown = set(raw) - {"run", *REGISTRIES}
     if unknown:
-        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected [run], [[datasets]], "
-                          "[[metrics]], [[attacks]], [[defenses]]", file=fname, key=_join("", sorted(unknown)[0]))
-    run = _parse_run(raw.get("run", {}), fname, base, default_name=path.stem)
+        errs.append(ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected [run], [[datasets]], "
+                                "[[metrics]], [[attacks]], [[defenses]]", file=fname,
+                                key=_join("", sorted(unknown)[0])))
+    run = _parse_run(raw.get("run", {}), fname, base, path.stem, errs)
     if device is not None:  # the command line wins over the file (checked as the file's value would be)
         from dataclasses import replace
 
-        run = replace(run, device=_checked_device(device, "command line", "--device"))
+        run = replace(run, device=device)
+        _collect(errs, _checked_device, device, "command line", "--device")
     else:
-        _checked_device(run.device, fname, "run.device")
+        _collect(errs, _checked_device, run.device, fname, "run.device")
     load_builtin_plugins()
     for plugin in run.plugins:
-        try:
-            load_plugin_file(plugin)
-        except ConfigError as exc:
-            raise ConfigError(exc.detail, file=fname, key="run.plugins") from None
-    families, skipped = {}, []
+        _collect(errs, _load_plugin, plugin, fname)
+    families, skipped, where = {}, [], {}
     for family, registry in REGISTRIES.items():
         entries = raw.get(family)
         if entries is None:
-            raise ConfigError(f"missing section [[{family}]] (at least one entry with a 'name')", file=fname,
-                              key=family)
+            errs.append(ConfigError(f"missing section [[{family}]] (at least one entry with a 'name')", file=fname,
+                                    key=family))
+            continue
         if isinstance(entries, dict):
             entries = [entries]
         if not isinstance(entries, list) or not entries:
-            raise ConfigError(f"expected one or more [[{family}]] tables", file=fname, key=family)
+            errs.append(ConfigError(f"expected one or more [[{family}]] tables", file=fname, key=family))
+            continue
         specs: list[tuple[PluginSpec, str]] = []
+        n_errors = len(errs)
         for i, entry in enumerate(entries):
-            specs.extend(_parse_entry(family, registry, entry, f"{family}[{i}]", fname, base, skipped))
-        _reject_duplicates(specs, registry.kind, fname)
-        if not specs:
-            raise ConfigError(f"every [[{family}]] entry is optional and unavailable: "
-                              f"{'; '.join(s['reason'] for s in skipped if s['key'].startswith(family))}",
-                              file=fname, key=family)
+            entry_errs: list[ConfigError] = []
+            try:
+                specs.extend(_parse_entry(family, registry, entry, f"{family}[{i}]", fname, base, skipped, entry_errs))
+            except ConfigError as exc:
+                entry_errs.append(exc)
+            errs.extend(entry_errs)
+        _collect(errs, _reject_duplicates, specs, registry.kind, fname)
+        if not specs and len(errs) == n_errors:
+            errs.append(ConfigError(f"every [[{family}]] entry is optional and unavailable: "
+                                    f"{'; '.join(s['reason'] for s in skipped if s['key'].startswith(family))}",
+                                    file=fname, key=family))
         families[family] = [s for s, _ in specs]
+        where.update({id(s): w for s, w in specs})
+    if deep and len(families) == len(REGISTRIES):  # open what the entries whose values are right read
+        cfg = MatrixConfig(path=path, run=run, raw=raw, skipped=skipped, **families)
+        errs.extend(deep_check(cfg, lambda spec: where[id(spec)]))
+    if errs:
+        raise ConfigErrors(_unique(errs))
     return MatrixConfig(path=path, run=run, raw=raw, skipped=skipped, **families)
+
+
+def _collect(errs: list[ConfigError], fn, *args, **kwargs) -> Any:
+    """``fn(*args, **kwargs)``, or None with its ConfigError appended to ``errs``."""
+    try:
+        return fn(*args, **kwargs)
+    except ConfigError as exc:
+        errs.append(exc)
+        return None
+
+
+def _unique(errs: list[ConfigError]) -> list[ConfigError]:
+    """One error per (file, key), the first found (``nan`` is refused by the tree check and again by its
+    parameter's type; a product of lists repeats one entry's error); errors without a key are all kept."""
+    flat = [x for e in errs for x in (e.errors if isinstance(e, ConfigErrors) else [e])]
+    seen, out = set(), []
+    for e in flat:
+        mark = (e.file, e.key) if e.key and not getattr(e, "each", False) else (e.file, str(e))
+        inner = e.key and any(f == e.file and k and k.startswith((e.key + "[", e.key + ".")) for f, k in seen)
+        if mark not in seen and not inner:  # an error inside a value already explains the value's
+            seen.add(mark)
+            out.append(e)
+    return out
+
+
+def _load_plugin(plugin: Path, fname: str) -> None:
+    """Import a ``run.plugins`` file; any failure, ``sys.exit()`` included, is an error naming the file."""
+    try:
+        load_plugin_file(plugin)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, file=fname, key="run.plugins") from None
+    except SystemExit as exc:  # a plugin must not decide the exit status of validate or run
+        raise ConfigError(f"plugin file {plugin} called sys.exit({exc.code!r}) while being imported; a plugin "
+                          "file only defines and registers classes", file=fname, key="run.plugins") from None
 
 
 def _reject_duplicates(specs: list[tuple[PluginSpec, str]], kind: str, fname: str) -> None:
     """Two entries with the same plugin and resolved parameters, or the same label, are an error."""
     by_key: dict[str, str] = {}
     by_label: dict[str, str] = {}
-    for spec, where in specs:
+    for spec, where in [(v, w) for s, w in specs for v in s.variants()]:  # adaptive twins too
         key = spec.key_text()
         if key in by_key:
             raise ConfigError(f"duplicate entries: {spec.label} again, as in {by_key[key]} (the same {kind} with "
@@ -258,55 +339,90 @@ def run_name_problem(name: str) -> str | None:
         return f"must be a single folder name (no {', '.join(map(repr, bad or ['/']))})"
     if name.startswith("-"):
         return "must not start with '-'"
+    if not name.strip():
+        return "must not be blank"
+    if name != name.strip():
+        return "must not begin or end with white space"
     return None
 
 
-def _parse_run(run: Any, fname: str, base: Path, default_name: str) -> RunSettings:
+def output_dir_problem(text: str) -> str | None:
+    """Why ``text`` cannot be the folder runs are written under, or None when it can (a missing folder is made)."""
+    if not text.strip():
+        return "must not be blank"
+    if "\0" in text:
+        return "must not contain a NUL character"
+    try:
+        p = Path(text).expanduser()
+        if p.exists() and not p.is_dir():
+            return f"{p} exists and is not a folder"
+    except (OSError, RuntimeError, ValueError) as exc:  # an unknown ~user, a name too long
+        return f"is not a usable folder name ({_one_line(exc)})"
+    return None
+
+
+def _parse_run(run: Any, fname: str, base: Path, default_name: str, errs: list[ConfigError]) -> RunSettings:
+    """``[run]``; each bad key is appended to ``errs`` (and its default used, so that the rest is checked too)."""
     if not isinstance(run, dict):
-        raise ConfigError("expected a table", file=fname, key="run")
-    unknown = set(run) - RUN_KEYS
-    if unknown:
-        first = sorted(unknown)[0]
+        errs.append(ConfigError("expected a table", file=fname, key="run"))
+        run = {}
+    for first in sorted(set(run) - RUN_KEYS):
         close = difflib.get_close_matches(first, RUN_KEYS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown key{hint}; expected one of {sorted(RUN_KEYS)}", file=fname,
-                          key=_join("run", first))
+        errs.append(ConfigError(f"unknown key{hint}; expected one of {sorted(RUN_KEYS)}", file=fname,
+                                key=_join("run", first)))
 
-    def get(key: str, ann: Any, default: Any) -> Any:
-        return coerce(run[key], ann, fname, f"run.{key}", base) if key in run else default
+    def get(key: str, ann: Any, default: Any, check=None) -> Any:
+        """The value of ``key`` (``default`` when absent or wrong); ``check(value)`` says what is wrong with it."""
+        if key not in run:
+            return default
+        try:
+            value = coerce(run[key], ann, fname, f"run.{key}", base)
+        except ConfigError as exc:
+            errs.append(exc)
+            return default
+        problem = check(value) if check else None
+        if problem:
+            errs.append(ConfigError(problem, file=fname, key=f"run.{key}"))
+            return default
+        return value
 
     size = run.get("image_size", 256)
+    image_size: tuple[int, int] | None = (256, 256)
     if size == "keep":
         image_size = None
     else:
         if isinstance(size, int) and not isinstance(size, bool):
             size = [size, size]
-        image_size = tuple(coerce(size, tuple[int, int], fname, "run.image_size", base))
-        if min(image_size) < 32 or max(image_size) > MAX_IMAGE_SIDE:
-            raise ConfigError(f"expected sizes within 32..{MAX_IMAGE_SIDE} (an integer or [height, width]) or "
-                              f"\"keep\", got {_show(run['image_size'])}", file=fname, key="run.image_size")
-    policy = get("size_policy", str, "resize" if image_size else "keep")
-    if policy not in SIZE_POLICIES:
-        raise ConfigError(f"expected one of {SIZE_POLICIES}, got {policy!r}", file=fname, key="run.size_policy")
-    batch = get("batch_size", int, 4)
-    if batch < 1:
-        raise ConfigError(f"expected a positive integer, got {batch}", file=fname, key="run.batch_size")
+        try:
+            image_size = tuple(coerce(size, tuple[int, int], fname, "run.image_size", base))
+            if min(image_size) < 32 or max(image_size) > MAX_IMAGE_SIDE:
+                raise ConfigError(f"expected sizes within 32..{MAX_IMAGE_SIDE} (an integer or [height, width]) or "
+                                  f"\"keep\", got {_show(run['image_size'])}", file=fname, key="run.image_size")
+        except ConfigError as exc:
+            errs.append(exc)
+            image_size = (256, 256)
+
+    def one_of(options):
+        return lambda v: None if v in options else f"expected one of {options}, got {v!r}"
+
+    policy = get("size_policy", str, "resize" if image_size else "keep", one_of(SIZE_POLICIES))
+    batch = get("batch_size", int, 4, lambda v: None if v >= 1 else f"expected a positive integer, got {v}")
     plugins = tuple(Path(p) for p in get("plugins", list[Path], []))
-    fmt = get("attacked_images", str, "png")
-    if fmt not in ATTACKED_FORMATS:
-        raise ConfigError(f"expected one of {ATTACKED_FORMATS}, got {fmt!r}", file=fname, key="run.attacked_images")
-    executor = get("executor", str, "local")
-    if executor not in EXECUTORS:
-        raise ConfigError(f"expected one of {EXECUTORS}, got {executor!r}", file=fname, key="run.executor")
+    fmt = get("attacked_images", str, "png", one_of(ATTACKED_FORMATS))
+    executor = get("executor", str, "local", one_of(EXECUTORS))
     address = get("ray_address", str, None)
     if address is not None and executor != "ray":
-        raise ConfigError('needs executor = "ray"', file=fname, key="run.ray_address")
-    name = get("name", str, default_name)
-    if (problem := run_name_problem(name)) is not None:
-        raise ConfigError(f"run name {name!r} {problem}: it names the folder <output_dir>/<name>", file=fname,
-                          key="run.name")
+        errs.append(ConfigError('needs executor = "ray"', file=fname, key="run.ray_address"))
+    name = default_name
+    if "name" in run:
+        name = get("name", str, None)
+    if name is not None and (problem := run_name_problem(name)) is not None:
+        errs.append(ConfigError(f"run name {name!r} {problem}: it names the folder <output_dir>/<name>", file=fname,
+                                key="run.name"))
+    output_dir = get("output_dir", str, "runs", output_dir_problem)
     return RunSettings(
-        name=name, output_dir=Path(get("output_dir", str, "runs")),
+        name=name or "run", output_dir=Path(output_dir),
         device=get("device", str, "cpu"), batch_size=batch, seed=get("seed", int, 0),
         image_size=image_size, size_policy=policy, plugins=plugins, lpips=get("lpips", bool, False),
         dists=get("dists", bool, False), attacked_images=fmt, executor=executor, ray_address=address,
@@ -314,8 +430,10 @@ def _parse_run(run: Any, fname: str, base: Path, default_name: str) -> RunSettin
 
 
 def _parse_entry(family: str, registry: Registry, entry: Any, where: str, fname: str, base: Path,
-                 skipped: list[dict[str, str]]) -> list[tuple[PluginSpec, str]]:
-    """The plugin instances one table expands into, each with the table's key (``attacks[0]``)."""
+                 skipped: list[dict[str, str]], errs: list[ConfigError]) -> list[tuple[PluginSpec, str]]:
+    """The plugin instances one table expands into, each with the table's key (``attacks[0]``).
+
+    Errors of independent keys are appended to ``errs`` (all of them); one that stops the table is raised."""
     if not isinstance(entry, dict):
         raise ConfigError("expected a table with a 'name'", file=fname, key=where)
     if "name" not in entry:
@@ -330,45 +448,58 @@ def _parse_entry(family: str, registry: Registry, entry: Any, where: str, fname:
     kind = f"{registry.kind} '{name}'"
     params = {p: (ann, default) for p, ann, default in constructor_params(cls)}
     given = {k: v for k, v in entry.items() if k not in ENTRY_META_KEYS}
+    n_errors = len(errs)
     for k in given:
         if k not in params:
             close = difflib.get_close_matches(k, params, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             meta = sorted(TABLE_KEYS) + (sorted(ATTACK_TABLE_KEYS) if family == "attacks" else [])
-            raise ConfigError(f"unknown parameter for {kind}{hint}; expected one of {sorted(params)} "
-                              f"(or {', '.join(meta)})", file=fname, key=_join(where, k))
-    missing = [p for p, (_, d) in params.items() if d is _EMPTY and p not in given]
-    if missing:
-        raise ConfigError(f"{kind} needs parameter '{missing[0]}'", file=fname, key=f"{where}.{missing[0]}")
+            errs.append(ConfigError(f"unknown parameter for {kind}{hint}; expected one of {sorted(params)} "
+                                    f"(or {', '.join(meta)})", file=fname, key=_join(where, k)))
+    for p in [p for p, (_, d) in params.items() if d is _EMPTY and p not in given]:
+        errs.append(ConfigError(f"{kind} needs parameter '{p}'", file=fname, key=f"{where}.{p}"))
     optional = entry.get("optional", False)
     if not isinstance(optional, bool):
         raise ConfigError(f"expected true or false, got {_show(optional)}", file=fname, key=f"{where}.optional")
     for k in ATTACK_ONLY_KEYS:
         if k in entry and family != "attacks":
             raise ConfigError(f"'{k}' applies to attacks only", file=fname, key=f"{where}.{k}")
-    adaptive = entry.get("adaptive", False)
-    if not isinstance(adaptive, bool):
+    adaptive = entry.get("adaptive")   # None: transfer and adaptive (the twin); true/false: one of them
+    if adaptive is not None and not isinstance(adaptive, bool):
         raise ConfigError(f"expected true or false, got {_show(adaptive)}", file=fname, key=f"{where}.adaptive")
-    eot = entry.get("eot_samples", 1)
+    eot = entry.get("eot_samples", DEFAULT_EOT_SAMPLES)
     if isinstance(eot, bool) or not isinstance(eot, int) or not 1 <= eot <= 10_000:
         raise ConfigError(f"expected an integer within 1..10000, got {_show(eot)}", file=fname,
                           key=f"{where}.eot_samples")
-    if eot > 1 and not adaptive:
-        raise ConfigError("eot_samples applies to adaptive attacks: add adaptive = true", file=fname,
-                          key=f"{where}.eot_samples")
+    if "eot_samples" in entry and adaptive is False:
+        raise ConfigError("eot_samples applies to adaptive attacks: remove adaptive = false (or eot_samples)",
+                          file=fname, key=f"{where}.eot_samples")
+    # a fitted attack (UAP) is fitted on the bare metric: its adaptive twin would apply the same perturbation
+    paired = adaptive is None and family == "attacks" and not getattr(cls, "needs_fit", False)
+    ada_suffix = "+adaptive" + (f"(EOT{eot})" if eot != DEFAULT_EOT_SAMPLES else "")
     label = entry.get("label")
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise ConfigError(f"expected a non-empty string, got {_show(label)}", file=fname, key=f"{where}.label")
     # A list given for a parameter that is not itself a sequence expands into a product.
     axes = []
     for k, v in given.items():
+        if k not in params:
+            continue
         ann = params[k][0]
         expands = isinstance(v, list) and not _is_sequence_type(ann)
         if expands and not v:
-            raise ConfigError("empty list: give a value, or a list of values (one entry each)", file=fname,
-                              key=f"{where}.{k}")
-        values = v if expands else [v]
-        axes.append([(k, coerce(x, ann, fname, f"{where}.{k}", base)) for x in values])
+            errs.append(ConfigError("empty list: give a value, or a list of values (one entry each)", file=fname,
+                                    key=f"{where}.{k}"))
+            continue
+        axis = []
+        for x in v if expands else [v]:
+            try:
+                axis.append((k, coerce(x, ann, fname, f"{where}.{k}", base)))
+            except ConfigError as exc:
+                errs.append(exc)
+        axes.append(axis)
+    if len(errs) > n_errors:  # a wrong or missing value: its table's plugin cannot be checked further
+        return []
     n_specs = math.prod(len(a) for a in axes)
     if n_specs > MAX_EXPANSION:
         raise ConfigError(f"its lists expand into {n_specs} {registry.plural}; at most {MAX_EXPANSION} per table",
@@ -379,27 +510,39 @@ def _parse_entry(family: str, registry: Registry, entry: Any, where: str, fname:
     for combo in itertools.product(*axes) if axes else [()]:
         chosen = dict(combo)
         resolved = {p: chosen[p] if p in chosen else defaults[p] for p in params}
-        resolved, absent = _plugin_checked(cls, resolved, kind, where, fname, base)
+        try:
+            resolved, absent = _plugin_checked(cls, resolved, kind, where, fname, base)
+        except ConfigError as exc:
+            errs.append(exc)
+            continue
         canon = {k: v for k, v in resolved.items() if k not in defaults or not _same(v, defaults[k])}
         shown = ",".join(f"{k}={_short(v)}" for k, v in resolved.items() if k in canon or k == strength)
         lab = label or (f"{name}({shown})" if shown else name)
         if label and n_specs > 1 and shown:
             lab = f"{label}({shown})"
         if adaptive and not label:
-            lab += f"+adaptive(EOT{eot})" if eot > 1 else "+adaptive"
-        spec = PluginSpec(family=family, name=name, params=canon, label=lab, optional=optional, adaptive=adaptive,
-                          eot_samples=eot)
+            lab += ada_suffix
+        spec = PluginSpec(family=family, name=name, params=canon, label=lab, optional=optional,
+                          adaptive=bool(adaptive), eot_samples=eot, twin=lab + ada_suffix if paired else None)
         absent = absent or _absent_path(resolved)
         if absent is not None:
             key, path = f"{where}.{absent[0]}", absent[1]
-            reason = f"{kind}: no such file or folder: {path} (named by '{key}')"
+            said = absent[2] if len(absent) > 2 else None  # what the plugin's own check said about it
+            reason = f"{kind}: {said or f'no such file or folder: {path}'} (named by '{key}')"
             if not optional:
-                raise ConfigError(f"no such file or folder: {path} (relative paths are relative to the config "
-                                  "file's folder; optional = true skips the entry instead)", file=fname, key=key)
+                hint = "" if said else _release_hint(cls, resolved, path)
+                errs.append(ConfigError(said or f"no such file or folder: {path}" + (f"; {hint}" if hint else "")
+                                        + " (relative paths are relative to the config file's folder; optional = "
+                                        "true skips the entry instead)", file=fname, key=key))
+                continue
             skipped.append({"what": f"{registry.kind} {lab}", "reason": reason, "key": key})
             continue
         if family in CHEAP_FAMILIES:  # cheap to construct: check their values now, not mid-run
-            missing_file = _built(spec, resolved, kind, where, fname)
+            try:
+                missing_file = _built(spec, resolved, kind, where, fname)
+            except ConfigError as exc:
+                errs.append(exc)
+                continue
             if missing_file is not None:
                 skipped.append({"what": f"{registry.kind} {lab}", "reason": missing_file[1], "key": missing_file[0]})
                 continue
@@ -421,7 +564,8 @@ def _plugin_checked(cls: type, resolved: dict[str, Any], kind: str, where: str, 
     except MissingWeightsError as exc:
         if exc.key is None:
             raise ConfigError(_one_line(exc), file=fname, key=where) from None
-        return resolved, (exc.key, Path(exc.path))
+        # with a hint (where the release lives, where to put it), the plugin's own words are the message
+        return resolved, (exc.key, Path(exc.path), _one_line(exc) if exc.hint else None)
     except ConfigError as exc:
         raise ConfigError(f"{kind}: {exc.detail}", file=fname, key=f"{where}.{exc.key}" if exc.key else where) \
             from None
@@ -449,6 +593,9 @@ def _built(spec: PluginSpec, resolved: dict[str, Any], kind: str, where: str, fn
             return key, f"{kind}: {_one_line(exc)} (named by '{key}')"
         raise ConfigError(_one_line(exc), file=fname, key=key) from None
     except Exception as exc:  # building is how attacks and defenses check their values
+        text = _file_problem(resolved, kind)  # a file it read may be the cause: then that file is the message
+        if text:
+            raise ConfigError(text[1], file=fname, key=f"{where}.{text[0]}") from None
         raise ConfigError(f"invalid value for {kind}: {_exc_text(exc)}", file=fname, key=where) from None
     return None
 
@@ -456,16 +603,153 @@ def _built(spec: PluginSpec, resolved: dict[str, Any], kind: str, where: str, fn
 def _absent_path(resolved: dict[str, Any]) -> tuple[str, Path] | None:
     """The first path-typed parameter (or path in a list parameter) that names nothing on disk."""
     for k, v in resolved.items():
-        for item in v if isinstance(v, (list, tuple)) else [v]:
-            if isinstance(item, Path) and not path_exists(item):
+        for item in _paths(v):
+            if not path_exists(item):
                 return k, item
     return None
+
+
+def _paths(value: Any) -> list[Path]:
+    return [v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, Path)]
+
+
+# -- deep checks: what validate opens besides the config ------------------------------------------------
+def deep_check(cfg: MatrixConfig, where_of) -> list[ConfigError]:
+    """Everything that can be checked without decoding an image or running a model (``validate``, and ``run``
+    before any work; ``where_of(spec)`` is the spec's table, ``metrics[0]``). Returns every error found:
+
+    - datasets are built: folders listed, score tables parsed and checked (repeated rows, absent images,
+      MOS that are empty, not numbers, NaN or infinite; :mod:`benchmark.datasets.table`);
+    - metrics are built on the meta device: their checkpoints read safely (``weights_only=True``) and their
+      keys and shapes checked against the architecture, without allocating the network. A metric class with a
+      ``check_files(params)`` classmethod is checked by it instead (pyiqa: the weight files it would fetch).
+      Attacks and defenses were built by the parse already.
+    """
+    errs: list[ConfigError] = []
+    for family in ("datasets", "metrics"):
+        specs = getattr(cfg, family)
+        had = bool(specs)
+        for spec in list(specs):
+            check = getattr(spec.cls, "check_files", None)
+            found = _build_errors(spec, where_of(spec), str(cfg.path), meta=family == "metrics",
+                                  build=(lambda s=spec, c=check: c(s.resolved())) if check else None)
+            if found and spec.optional and all(getattr(e, "missing_file", False) for e in found):
+                specs.remove(spec)  # an optional entry whose file is missing is left out, as the parse does
+                cfg.skipped.append({"what": f"{REGISTRIES[family].kind} {spec.label}", "key": found[0].key or "",
+                                    "reason": f"{REGISTRIES[family].kind} '{spec.name}': {found[0].detail} "
+                                              f"(named by '{found[0].key}')"})
+                continue
+            errs += found
+        if had and not specs:
+            errs.append(ConfigError(f"every [[{family}]] entry is optional and unavailable", file=str(cfg.path),
+                                    key=family))
+    return errs
+
+
+def _build_on_meta(build):
+    """``build()`` under ``torch.device("meta")``: modules get shapes but no memory, ``load_state_dict`` still
+    checks keys and shapes. A constructor that needs real values (``.item()``) is built for real instead."""
+    import warnings
+
+    import torch
+
+    from .errors import BenchmarkError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "copying from a non-meta parameter ... is a no-op": the point here
+        try:
+            with torch.device("meta"):
+                return build()
+        except BenchmarkError:
+            raise
+        except Exception:  # noqa: BLE001 - an operation the meta device cannot do: decide on the CPU
+            pass
+        return build()
+
+
+def _build_errors(spec: PluginSpec, where: str, fname: str, *, meta: bool, build=None) -> list[ConfigError]:
+    """Build ``spec`` (on the meta device when ``meta``; ``build()`` instead when given); every problem as a
+    ConfigError naming the key."""
+    from .errors import BenchmarkError, ErrorList
+
+    kind = f"{REGISTRIES[spec.family].kind} '{spec.name}'"
+    resolved = spec.resolved()
+
+    def key_for(text: str, key: str | None = None) -> str:
+        if key:
+            return key if key.startswith(where) else f"{where}.{key}"
+        param = next((k for k, v in resolved.items() for p in _paths(v) if str(p) in text), None)
+        return f"{where}.{param}" if param else where
+
+    try:
+        if build is not None:
+            build()
+        else:
+            _build_on_meta(spec.build) if meta else spec.build()
+    except ErrorList as exc:  # e.g. every bad row of a MOS table: one line each, all kept (_unique)
+        found = [ConfigError(f"{kind}: {_one_line(e)}", file=fname, key=key_for(str(e), getattr(e, "key", None)))
+                 for e in exc.errors]
+        for e in found:
+            e.each = True  # type: ignore[attr-defined]
+        return found
+    except ConfigError as exc:
+        return [ConfigError(f"{kind}: {exc.detail}", file=exc.file or fname, key=key_for(exc.detail, exc.key))]
+    except MissingWeightsError as exc:
+        text = _file_problem(resolved, kind) if path_exists(Path(exc.path)) else None  # there, but not readable
+        err = ConfigError(text[1] if text else _one_line(exc), file=fname,
+                          key=f"{where}.{text[0]}" if text else key_for(str(exc.path), exc.key))
+        err.missing_file = text is None  # type: ignore[attr-defined]  (an optional entry is then skipped)
+        return [err]
+    except BenchmarkError as exc:
+        return [ConfigError(_one_line(exc), file=fname, key=key_for(str(exc)))]
+    except Exception as exc:  # noqa: BLE001 - a file it read may be the cause: then that file is the message
+        text = _file_problem(resolved, kind)
+        if text:
+            return [ConfigError(text[1], file=fname, key=f"{where}.{text[0]}")]
+        return [ConfigError(f"invalid value for {kind}: {_exc_text(exc)}", file=fname, key=where)]
+    return []
+
+
+def _file_problem(resolved: dict[str, Any], what: str) -> tuple[str, str] | None:
+    """(parameter, message) of the first file a path parameter names that is not a readable plain torch
+    checkpoint (opened with ``weights_only=True``, tensors mapped, not read), or None."""
+    from .errors import BenchmarkError
+    from .weights import load_checkpoint
+
+    for k, v in resolved.items():
+        for p in _paths(v):
+            if path_exists(p) and not p.is_dir():
+                try:
+                    load_checkpoint(p, what, mmap=True)
+                except BenchmarkError as exc:
+                    return k, _one_line(exc)
+    return None
+
+
+def _release_hint(cls: type, resolved: dict[str, Any], path: Path) -> str:
+    """What a metric or defense says about a missing file it needs (where its release lives, where to put
+    it): its MissingWeightsError's hint when built on the meta device with the file absent; "" if none."""
+    import torch
+
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or hasattr(cls, "check_files"):
+        return ""
+    try:
+        _build_on_meta(lambda: cls(**resolved))
+    except MissingWeightsError as exc:
+        return (exc.hint or "") if str(path) in str(exc.path) or str(exc.path) in str(path) else ""
+    except Exception:  # noqa: BLE001 - it says nothing more about the file
+        return ""
+    return ""
 
 
 def describe_config(cfg: MatrixConfig) -> str:
     lines = [f"{cfg.path}: valid; {cfg.n_cells} cells "
              f"({len(cfg.datasets)} datasets x {len(cfg.metrics)} metrics x {len(cfg.attacks)} attacks x "
              f"{len(cfg.defenses)} defenses)"]
+    twins = [a.label for a in cfg.attacks if a.twin]
+    if twins:
+        lines.append(f"  adaptive by default: {', '.join(twins)} also run(s) adaptively (EOT/BPDA through metric ∘ "
+                     "defense) against every non-baseline defense; adaptive = false in a table: transfer only")
     for fam in REGISTRIES:
         for s in getattr(cfg, fam):
             lines.append(f"  {fam[:-1]:8s} {s.label}: {json.dumps(_jsonable(s.resolved()), default=str)}")

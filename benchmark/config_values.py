@@ -83,24 +83,31 @@ def exc_text(exc: Exception) -> str:
     return text if isinstance(exc, (ValueError, TypeError, BenchmarkError)) else f"{type(exc).__name__}: {text}"
 
 
-def check_tree(value: Any, key: str, fname: str, depth: int) -> None:
-    """Every number of the parsed TOML is finite and fits 64 bits; nesting is at most MAX_DEPTH deep."""
+def check_tree(value: Any, key: str, fname: str, depth: int, errs: list[ConfigError] | None = None) -> None:
+    """Every number of the parsed TOML is finite and fits 64 bits; nesting is at most MAX_DEPTH deep.
+
+    The first error is raised, or, given ``errs``, every error is appended to it."""
+    problem = None
     if depth > MAX_DEPTH:
-        raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=fname, key=key or None)
-    if isinstance(value, bool):
+        problem = ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=fname, key=key or None)
+    elif isinstance(value, bool):
         return
-    if isinstance(value, int):
+    elif isinstance(value, int):
         if not -INT64 <= value < INT64:
-            raise ConfigError(f"integer out of range: {show(value)} (integers are 64-bit)", file=fname, key=key)
+            problem = ConfigError(f"integer out of range: {show(value)} (integers are 64-bit)", file=fname, key=key)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ConfigError(f"expected a finite number, got {value}", file=fname, key=key)
+            problem = ConfigError(f"expected a finite number, got {value}", file=fname, key=key)
     elif isinstance(value, dict):
         for k, v in value.items():
-            check_tree(v, join_key(key, k), fname, depth + 1)
+            check_tree(v, join_key(key, k), fname, depth + 1, errs)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            check_tree(v, f"{key}[{i}]", fname, depth + 1)
+            check_tree(v, f"{key}[{i}]", fname, depth + 1, errs)
+    if problem is not None:
+        if errs is None:
+            raise problem
+        errs.append(problem)
 
 
 def is_sequence_type(ann: Any) -> bool:

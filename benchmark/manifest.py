@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -39,13 +40,31 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s "model name" on Linux, ``platform.processor()`` elsewhere), with
+    the number of logical cores; the machine type when neither names it."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware")) and ":" in line:
+                name = " ".join(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name} ({os.cpu_count() or '?'} logical cores)"
+
+
 def device_info(device: str) -> dict[str, str | None]:
+    """What the run ran on: the device, its name (the GPU's, else the CPU model), torch's version and the CUDA
+    version torch was built with (None for a CPU-only build)."""
     import torch
 
     name = None
     if device.startswith("cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(device))
-    return {"device": device, "device_name": name or platform.processor() or platform.machine(),
+    return {"device": device, "device_name": name or cpu_model(), "cpu": cpu_model(),
+            "torch": torch.__version__, "cuda_version": torch.version.cuda,
             "cuda_available": str(torch.cuda.is_available())}
 
 
@@ -57,9 +76,13 @@ def _plain(params: dict) -> dict:
 def write_manifest(run_dir: Path, cfg: MatrixConfig) -> dict:
     # "params": the canonical parameters (only those that differ from the defaults: the content key);
     # "resolved_params": every constructor parameter, defaults filled in as they were at run time.
+    # attacks: every attack the plan runs, adaptive twins included, with whether it is adaptive and its EOT draws
     plugins = {fam: [{"label": s.label, "name": s.name, "params": _jsonable(s.params),
                       "resolved_params": _plain(s.resolved()),
-                      "class": f"{s.cls.__module__}.{s.cls.__qualname__}"} for s in getattr(cfg, fam)]
+                      "class": f"{s.cls.__module__}.{s.cls.__qualname__}",
+                      **({"adaptive": s.adaptive, "eot_samples": s.eot_samples if s.adaptive else 0}
+                         if fam == "attacks" else {})}
+                     for s in (cfg.attack_variants() if fam == "attacks" else getattr(cfg, fam))]
                for fam in ("datasets", "metrics", "attacks", "defenses")}
     run = cfg.run
     manifest = {

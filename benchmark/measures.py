@@ -185,15 +185,41 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return spearman(a, b)
 
 
+SCORES = ("score", "score_adv", "score_def", "score_adv_def")
+NAMED_LEFT_OUT = 10  # images named in nan_reasons when scores are non-finite (skipped.json lists every one)
+
+
+def finite_rows(g: pd.DataFrame) -> tuple[pd.DataFrame, int, str]:
+    """The cell's rows whose four scores are finite, their number, and a note naming the images left out.
+
+    A NaN or infinite score is a property of its image (the metric failed on it): the image is left out of
+    every measure of the cell, and everything else is kept. A cell with no finite image keeps one row with NaN
+    scores, so that every measure is NaN (with 0 images)."""
+    ok = np.isfinite(g[list(SCORES)].to_numpy(float)).all(axis=1)
+    if ok.all():
+        return g, len(g), ""
+    bad = g.loc[~ok]
+    named = [f"{row['image_id']} ({', '.join(c for c in SCORES if not np.isfinite(float(row[c])))})"
+             for _, row in bad.head(NAMED_LEFT_OUT).iterrows()]
+    more = f" and {len(bad) - NAMED_LEFT_OUT} more" if len(bad) > NAMED_LEFT_OUT else ""
+    note = f"{len(bad)} image(s) left out for a NaN or infinite score: {', '.join(named)}{more} (skipped.json)"
+    if ok.any():
+        return g.loc[ok], int(ok.sum()), note
+    return g.iloc[:1].assign(**{c: math.nan for c in SCORES}), 0, note
+
+
 def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
-    """All summary measures of one (dataset, metric, attack, defense) cell."""
+    """All summary measures of one (dataset, metric, attack, defense) cell, over its images with finite scores."""
     notes: list[str] = []
+    g, n_finite, left_out = finite_rows(g)
+    if left_out:
+        notes.append(left_out)
     lo, hi = float(g["range_lo"].iloc[0]), float(g["range_hi"].iloc[0])
     r = abs(hi - lo) or 1.0
     lower = _flag(g, "lower_better")
     sign = -1 if lower else 1
     s, sa, sd, sad = (g[c].to_numpy(float) for c in ("score", "score_adv", "score_def", "score_adv_def"))
-    n = len(g)
+    n = n_finite
     out: dict[str, float] = {"n_images": int(n)}
     out["abs_gain"] = absolute_gain(s, sa, r)
     out["rel_gain"] = relative_gain(s, sa)
@@ -210,18 +236,28 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
     # Directional gains (how far the attack pushed in the quality direction), in units of r.
     out["signed_gain"] = float(np.mean(sign * (sa - s)) / r)
     out["robust_signed_gain"] = float(np.mean(sign * (sad - s)) / r)
+    # Verdicts (docs/measures.md): attack success through the defense in the attacker's direction d, and the
+    # defense's own shift of clean scores (a cost, not robustness)
+    d = float(g["attack_direction"].iloc[0]) if "attack_direction" in g and pd.notna(g["attack_direction"].iloc[0]) \
+        else 1.0
+    out["defended_gain"] = float(np.mean(d * sign * (sad - sd)) / r)
+    out["defense_bias"] = float(np.mean(np.abs(sd - s)) / r)
     out.update(record_means(g))
-    if {"psnr_def_adv", "ssim_def_adv"} <= set(g):
-        # Guardians similarity and the purification paper's quality score (formulas.md §3), against x.
-        out["similarity"] = float(np.mean(g["ssim_def_adv"] + g["psnr_def_adv"] / 40.0))
-        out["purified_quality"] = float(np.mean(0.5 * (g["ssim_def_adv"] + g["psnr_def_adv"] / 80.0)))
-    if {"psnr_def_adv_aligned", "ssim_def_adv_aligned"} <= set(g):
-        # the same against A(x), the clean image in the defense's output geometry (formulas.md §3)
-        out["similarity_aligned"] = float(np.mean(g["ssim_def_adv_aligned"] + g["psnr_def_adv_aligned"] / 40.0))
-        out["purified_quality_aligned"] = float(np.mean(0.5 * (g["ssim_def_adv_aligned"]
-                                                               + g["psnr_def_adv_aligned"] / 80.0)))
-    if {"psnr_def_clean", "ssim_def_clean"} <= set(g):
-        out["similarity_clean"] = float(np.mean(g["ssim_def_clean"] + g["psnr_def_clean"] / 40.0))
+    # Guardians similarity and the purification study's quality score (formulas.md §3) against x, and against
+    # A(x) (_aligned), in the studies' convention: scikit-image's RGB SSIM and PSNR, *_skimage_* (docs/measures.md,
+    # "Published conventions"). Means as the studies' np.mean: an inf PSNR (identical images) makes the mean
+    # inf; NaN pairs are left out (Guardians).
+    if "psnr_def_adv" in g and "psnr_skimage_def_adv" not in g:  # defense stages of an older version
+        out.update(similarity=math.nan, purified_quality=math.nan, similarity_clean=math.nan)
+        notes.append("defense stages stored before the scikit-image quality columns: no similarity or purified "
+                     "quality (run again with --resume: only the defense stages are recomputed)")
+    for ref in ("", "_aligned"):
+        if {f"psnr_skimage_def_adv{ref}", f"ssim_skimage_def_adv{ref}"} <= set(g):
+            ssim_v, psnr_v = g[f"ssim_skimage_def_adv{ref}"], g[f"psnr_skimage_def_adv{ref}"]
+            out[f"similarity{ref}"] = float((ssim_v + psnr_v / 40.0).mean())
+            out[f"purified_quality{ref}"] = float((0.5 * (ssim_v + psnr_v / 80.0)).mean())
+    if {"psnr_skimage_def_clean", "ssim_skimage_def_clean"} <= set(g):
+        out["similarity_clean"] = float((g["ssim_skimage_def_clean"] + g["psnr_skimage_def_clean"] / 40.0).mean())
     if "abstain_clean" in g and g["abstain_clean"].notna().all():  # a smoothing defense's cell
         out.update(certificate_summary(g, r))
         if not math.isfinite(out["cert_width"]):
@@ -264,6 +300,9 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
         row["adaptive_attack"] = bool(g["adaptive_attack"].iloc[0]) if "adaptive_attack" in g else False
         if "eot_samples" in g:
             row["eot_samples"] = int(g["eot_samples"].iloc[0])
+        for col in ("budget", "threat_model"):   # the worst case is taken per budget
+            if col in g:
+                row[col] = g[col].iloc[0]
         row.update(summarize_cell(g))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +25,38 @@ from .errors import ConfigError
 MAX_IMAGE_SIDE = 4096  # pixels: a 4096×4096 RGB float32 image is 200 MB before gradients and batches
 
 
+def file_kind(path: Path) -> str:
+    """What ``path`` is, for messages: "a folder", "a regular file", "a character device (such as /dev/zero)",
+    "a named pipe (FIFO)", ... (``stat`` only: a FIFO is never opened, which would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return "missing or unreadable"
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file"),
+                       (stat.S_ISCHR, "a character device (such as /dev/zero)"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
 def expect_file(params: dict[str, Any], key: str) -> None:
-    """``params[key]`` (when given) is a file, not a folder (a missing path is reported by the config layer)."""
+    """``params[key]`` (when given) is a regular file, not a folder, a device or a FIFO (a missing path is
+    reported by the config layer)."""
     p = params.get(key)
     if p is not None and Path(p).exists() and not Path(p).is_file():
-        raise ConfigError(f"expected a file, got the folder {p}", key=key)
+        kind = file_kind(Path(p))
+        raise ConfigError(f"expected a file, got the folder {p}" if kind == "a folder" else
+                          f"expected a regular file, but {p} is {kind}", key=key)
 
 
 def expect_dir(params: dict[str, Any], key: str) -> None:
     """``params[key]`` (when given) is a folder, not a file."""
     p = params.get(key)
     if p is not None and Path(p).exists() and not Path(p).is_dir():
-        raise ConfigError(f"expected a folder, got the file {p}", key=key)
+        kind = file_kind(Path(p))
+        raise ConfigError(f"expected a folder, got the file {p}" if kind == "a regular file" else
+                          f"expected a folder, but {p} is {kind}", key=key)
 
 
 def expect_range(params: dict[str, Any], key: str) -> None:
@@ -76,8 +98,23 @@ MAX_RESTARTS = 1_000       # restarts of an attack
 MAX_SAMPLES = 1_000_000    # noisy samples per image of a smoothing defense
 MAX_KERNEL = 63            # pixels: a filter window, odd; padded, it still fits the smallest image (32 px)
 MAX_BLUR_SIGMA = 10.0      # pixels: the ±3σ Gaussian kernel (61 px) still fits the smallest image (32 px)
+# pixels: below it a Gaussian kernel's off-centre weights exp(-1/(2σ²)) fall under float32's resolution (2^-24
+# relative to the centre weight), so the blur returns its input: σ = 1/sqrt(48 ln 2) ≈ 0.1734
+MIN_BLUR_SIGMA = 1.0 / math.sqrt(48 * math.log(2))
+BLUR_SIGMA_WHY = ("below it the Gaussian kernel's off-centre weights are under float32 resolution and the blur "
+                  "returns its input; use the identity defense for no blur")
+# intensity: a bilateral filter's colour weights are exp(-d²/(2σ²)) with -1/(2σ²) a float32 factor; below
+# sqrt(0.5 / float32 max) ≈ 3.83e-20 that factor overflows and the centre pixel's weight is 0·inf = NaN
+MIN_SIGMA_COLOR = math.sqrt(0.5 / 3.4028234663852886e38)
 MAX_NOISE_SIGMA = 10.0     # noise std on [0, 1] images (σ = 1 already drowns the image)
 MAX_L2 = math.sqrt(3) * MAX_IMAGE_SIDE  # the L2 distance between a black and a white image of the largest size
+
+
+def at_least(name: str, value: float, minimum: float, why: str) -> None:
+    """A lower bound that an operation needs (beside ``within``'s range): ``ParamRangeError`` naming ``name``,
+    the bound, why it is needed, and the value."""
+    if value < minimum:
+        raise ParamRangeError(f"{name} must be at least {minimum:.4g} ({why}), got {value!r}", key=name)
 
 
 class ParamRangeError(ConfigError, ValueError):
@@ -106,6 +143,6 @@ def within(name: str, value: Any, lo: float, hi: float, *, integer: bool = False
         raise ParamRangeError(f"{name} must be {kind} within {interval}, got {shown}", key=name)
 
 
-__all__ = ["MAX_BLUR_SIGMA", "MAX_IMAGE_SIDE", "MAX_KERNEL", "MAX_L2", "MAX_NOISE_SIGMA", "MAX_RESTARTS",
+__all__ = ["BLUR_SIGMA_WHY", "at_least", "MIN_BLUR_SIGMA", "MIN_SIGMA_COLOR", "file_kind", "MAX_BLUR_SIGMA", "MAX_IMAGE_SIDE", "MAX_KERNEL", "MAX_L2", "MAX_NOISE_SIGMA", "MAX_RESTARTS",
            "MAX_SAMPLES", "MAX_STEPS", "ParamRangeError", "expect_at_least", "expect_dir", "expect_file",
            "expect_nonempty_unique", "expect_range", "within"]

@@ -16,6 +16,20 @@ float32 with a separable window and mean-centred second moments (so ``E[x²] −
 means accumulated in float64; ``tests/test_quality_fp32.py`` holds them to pyiqa's float64 values within
 1e-4 on the TID2013 calibration images and on random images. TF32 is switched off for these convolutions.
 FSIM (the synthetic dataset's label) and DISTS stay pyiqa's (FSIM already runs in the input's float32).
+
+The published studies score purified images with scikit-image instead (the purification study's
+``test.py`` and the Guardians benchmark's ``metrics/defences/utils/metrics.py``:
+``structural_similarity(a, b, channel_axis=2, data_range=1)`` and ``peak_signal_noise_ratio(a, b,
+data_range=1)``); :func:`ssim_skimage` and :func:`psnr_skimage` are those two in float32 torch:
+
+- SSIM per RGB channel, averaged over the channels: a 7×7 uniform window (``uniform_filter``), sample
+  covariances (× 49/48), ``C1 = 0.01²``, ``C2 = 0.03²``, the SSIM map averaged after cropping the 3-pixel
+  border (so only "valid" windows count), no clipping;
+- PSNR ``10·log10(1 / MSE)`` over all channels, with no floor: ``inf`` for identical images.
+
+``tests/measures/test_published_quality.py`` holds them to scikit-image within 1e-4. The columns named
+after a study (``purified_quality``, ``similarity``, ...) are made of these; the project's own measures
+use the pyiqa versions above (docs/measures.md, "Published conventions").
 """
 from __future__ import annotations
 
@@ -34,6 +48,12 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WINDOW, WINDOW_SIGMA = 11, 1.5
 PSNR_EPS = 1e-8
 PSNR_CAP = 100.0  # dB; identical images would give 80 dB (the 1e-8 floor); capped so means stay finite
+
+# scikit-image's structural_similarity defaults (win_size 7, K1, K2, use_sample_covariance) at data_range 1
+SK_WINDOW, SK_K1, SK_K2 = 7, 0.01, 0.03
+# The version of what pair_quality returns: a content-key field of the stages that store it after the attack
+# (def_clean, def_adv, def_quality), so a change recomputes those and keeps the stored attacked images.
+QUALITY_VERSION = 2  # 2: the published-convention columns psnr_skimage, ssim_skimage
 
 # pyiqa's rgb2yiq matrix, applied the same way (float32 matmul), so the rounded Y values are identical.
 _YIQ = ((0.299, 0.587, 0.114), (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112))
@@ -54,8 +74,9 @@ def fr_metric(name: str, device: str = "cpu"):
 def fr_scores(name: str, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """B scores of the full-reference metric ``name`` for B×3×H×W ``dist`` against ``ref`` (both in [0,1]).
 
-    ``psnr``, ``ssim`` and ``ms_ssim`` are this module's float32 versions; other names go to pyiqa."""
-    own = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim}
+    ``psnr``, ``ssim``, ``ms_ssim`` and the scikit-image ``psnr_skimage``, ``ssim_skimage`` are this
+    module's float32 versions; other names go to pyiqa."""
+    own = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim, "psnr_skimage": psnr_skimage, "ssim_skimage": ssim_skimage}
     if name in own:
         return own[name](dist.clamp(0, 1).float(), ref.clamp(0, 1).float()).cpu()
     m = fr_metric(name, str(dist.device))
@@ -155,22 +176,68 @@ def ms_ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return torch.prod(mcs ** w[:-1, None], dim=0) * ssim_val ** w[-1]
 
 
+def psnr_skimage(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """scikit-image's ``peak_signal_noise_ratio(ref, dist, data_range=1)`` per image (float64, dB): the MSE
+    over every channel and pixel, no floor, so identical images give ``inf``."""
+    _check(dist, ref)
+    d = dist.float() - ref.float()
+    mse = (d * d).mean(dim=(1, 2, 3), dtype=torch.float64)  # as scikit-image: float32 squares, float64 mean
+    return 10 * torch.log10(1.0 / mse)  # 1/0 = inf in torch, without numpy's warning
+
+
+def ssim_skimage(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """scikit-image's ``structural_similarity(ref, dist, channel_axis=2, data_range=1)`` per image (float64).
+
+    Per channel: 7×7 uniform means ``u``, sample (co)variances ``v = 49/48 · (u(ab) − u(a)·u(b))``, the map
+    ``(2·ux·uy + C1)(2·vxy + C2) / ((ux² + uy² + C1)(vx + vy + C2))`` with ``C1 = 0.01²``, ``C2 = 0.03²``,
+    averaged over the pixels whose window lies inside the image (scikit-image crops a 3-pixel border after
+    reflect-padded filtering: the same pixels); the image's value is the mean over its channels."""
+    _check(dist, ref)
+    if min(dist.shape[-2:]) < SK_WINDOW:
+        raise ValueError(f"scikit-image SSIM needs images of at least {SK_WINDOW}×{SK_WINDOW} pixels, got "
+                         f"{tuple(dist.shape[-2:])}")
+    c1, c2 = SK_K1 ** 2, SK_K2 ** 2
+    cov_norm = SK_WINDOW ** 2 / (SK_WINDOW ** 2 - 1)
+    per_channel = []
+    for ch in range(dist.shape[1]):  # one channel at a time: the memory of the project's Y-channel SSIM
+        x, y = ref[:, ch:ch + 1].float(), dist[:, ch:ch + 1].float()
+        # second moments of mean-centred images: shift-invariant, and float32 keeps their digits
+        m = 0.5 * (x.mean(dim=(2, 3), keepdim=True) + y.mean(dim=(2, 3), keepdim=True))
+        xc, yc = x - m, y - m
+        f = torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1)
+        f = F.avg_pool2d(F.avg_pool2d(f, (1, SK_WINDOW), stride=1), (SK_WINDOW, 1), stride=1)  # separable box
+        ux, uy = f[:, 0:1], f[:, 1:2]
+        vx, vy, vxy = (cov_norm * (f[:, 2:3] - ux * ux), cov_norm * (f[:, 3:4] - uy * uy),
+                       cov_norm * (f[:, 4:5] - ux * uy))
+        ux, uy = ux + m, uy + m
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+        per_channel.append(s.mean(dim=(1, 2, 3), dtype=torch.float64))
+    return torch.stack(per_channel, dim=1).mean(dim=1)
+
+
+PUBLISHED_KEYS = ("psnr_skimage", "ssim_skimage")
+
+
 def quality_keys(lpips: bool = False, dists: bool = False) -> tuple[str, ...]:
     """The names :func:`pair_quality` returns, in its order."""
-    return ("psnr", "ssim", "ms_ssim") + (("dists",) if dists else ()) + (("lpips",) if lpips else ())
+    return (("psnr", "ssim", "ms_ssim") + PUBLISHED_KEYS + (("dists",) if dists else ())
+            + (("lpips",) if lpips else ()))
 
 
 @torch.no_grad()
 def pair_quality(dist: torch.Tensor, ref: torch.Tensor, lpips: bool = False, dists: bool = False
                  ) -> dict[str, torch.Tensor]:
     """PSNR, SSIM and MS-SSIM of ``dist`` against ``ref`` (every attack/defense record; MS-SSIM is NaN
-    below 176 pixels, its five-scale minimum), and LPIPS / DISTS if asked for (their weights must be here)."""
+    below 176 pixels, its five-scale minimum), the published studies' scikit-image PSNR and SSIM
+    (``psnr_skimage``: ``inf`` for identical images; ``ssim_skimage``), and LPIPS / DISTS if asked for
+    (their weights must be here)."""
     dist, ref = dist.clamp(0, 1).float(), ref.clamp(0, 1).float()
     out = {"psnr": torch.clamp(psnr(dist, ref), max=PSNR_CAP).cpu(), "ssim": ssim(dist, ref).cpu()}
     if min(dist.shape[-2:]) >= MS_SSIM_MIN_SIDE:
         out["ms_ssim"] = ms_ssim(dist, ref).cpu()
     else:
         out["ms_ssim"] = torch.full((dist.shape[0],), float("nan"), dtype=torch.float64)
+    out["psnr_skimage"], out["ssim_skimage"] = psnr_skimage(dist, ref).cpu(), ssim_skimage(dist, ref).cpu()
     if dists:
         out["dists"] = fr_scores("dists", dist, ref)
     if lpips:
@@ -183,10 +250,12 @@ def pair_quality(dist: torch.Tensor, ref: torch.Tensor, lpips: bool = False, dis
 def identical_quality(n: int, side: int, lpips: bool = False, dists: bool = False) -> dict[str, torch.Tensor]:
     """What :func:`pair_quality` gives for ``n`` pairs of identical images (smallest side ``side``), without
     computing it: PSNR at zero error (``10·log10(1/1e-8)`` = 80 dB), SSIM and MS-SSIM 1 (NaN below 176 px,
-    as measured), LPIPS and DISTS 0. ``tests/test_known_pairs.py`` holds it to the measured values."""
+    as measured), scikit-image's PSNR ``inf`` and SSIM 1 (the studies' values), LPIPS and DISTS 0.
+    ``tests/test_known_pairs.py`` holds it to the measured values."""
     full = lambda v: torch.full((n,), v, dtype=torch.float64)  # noqa: E731
     out = {"psnr": full(min(10 * math.log10(1 / PSNR_EPS), PSNR_CAP)), "ssim": full(1.0),
-           "ms_ssim": full(1.0 if side >= MS_SSIM_MIN_SIDE else float("nan"))}
+           "ms_ssim": full(1.0 if side >= MS_SSIM_MIN_SIDE else float("nan")),
+           "psnr_skimage": full(math.inf), "ssim_skimage": full(1.0)}
     if dists:
         out["dists"] = full(0.0)
     if lpips:

@@ -46,6 +46,7 @@ def load_records(run_dir: Path) -> pd.DataFrame:
         df["adaptive_attack"] = bool(arec["attack_meta"]["adaptive"])
         df["budget"] = arec["attack_meta"]["budget"]
         df["threat_model"] = arec["attack_meta"]["threat_model"]
+        df["budget_unit"] = arec["attack_meta"].get("budget_unit", "")  # stages stored before it was recorded: ""
         df["eot_samples"] = arec["attack_meta"].get("eot_samples", 0)
         df["defense_stochastic"] = bool(drec["defense_meta"]["stochastic"])
         # declared capabilities (stages stored before they were recorded: False)

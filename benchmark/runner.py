@@ -40,10 +40,10 @@ from . import passes
 from .attacks.adaptive import DefendedMetric
 from .config import MatrixConfig, PluginSpec
 from .datasets.base import spec_mos_lower_better
-from .errors import MissingWeightsError, NonFiniteScoreError
+from .errors import MissingWeightsError, NonFiniteScoreError, run_stopping
 from .images import quantize_8bit, resize_to
 from .manifest import write_manifest
-from .quality import identical_quality, pair_quality, quality_keys
+from .quality import QUALITY_VERSION, identical_quality, pair_quality, quality_keys
 from .source import ImageSource
 from .seeds import seed_from
 from .store import RunStore, atomic_write_json, content_key
@@ -73,21 +73,23 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
                 "lpips": run.lpips, "dists": run.dists}
         for m in cfg.metrics:
             clean = {**dkey, "metric": m.key()}
-            for a in cfg.attacks:
-                for df in cfg.defenses:
-                    att = {**clean, "attack": a.key(), "seed": run.seed, "attacked_images": run.attacked_images}
-                    if a.adaptive:  # an adaptive attack sees the defense: one attack stage per defense
-                        att["defense"] = df.key()
-                    dc = {**clean, "defense": df.key(), "seed": run.seed}
-                    da = {**att, "defense": df.key()}
-                    cells.append(Cell(d, m, a, df, {
-                        "clean": content_key({"stage": "clean", **clean}),
-                        "attack": content_key({"stage": "attack", **att}),
-                        "def_clean": content_key({"stage": "def_clean", **dc}),
-                        "def_adv": content_key({"stage": "def_adv", **da}),
-                        # the quality of (x, D(x)), which no metric changes: measured once for every metric
-                        "def_quality": content_key({"stage": "def_quality", **dkey, "defense": df.key(),
-                                                    "seed": run.seed})}))
+            for a, df in cfg.cell_pairs():  # an attack without `adaptive` runs plainly and adaptively (its twin)
+                att = {**clean, "attack": a.key(), "seed": run.seed, "attacked_images": run.attacked_images}
+                if a.adaptive:  # an adaptive attack sees the defense: one attack stage per defense
+                    att["defense"] = df.key()
+                # the defense stages store pair_quality's columns: its version is in their keys (not the
+                # attack's, whose images stay valid)
+                dc = {**clean, "defense": df.key(), "seed": run.seed, "quality": QUALITY_VERSION}
+                da = {**att, "defense": df.key(), "quality": QUALITY_VERSION}
+                cells.append(Cell(d, m, a, df, {
+                    "clean": content_key({"stage": "clean", **clean}),
+                    "attack": content_key({"stage": "attack", **att}),
+                    "def_clean": content_key({"stage": "def_clean", **dc}),
+                    "def_adv": content_key({"stage": "def_adv", **da}),
+                    # the quality of (x, D(x)), which no metric changes: measured once for every metric
+                    "def_quality": content_key({"stage": "def_quality", **dkey, "defense": df.key(),
+                                                "quality": QUALITY_VERSION,
+                                                "seed": run.seed})}))
     return cells
 
 
@@ -146,18 +148,25 @@ class Runner:
         self.device = torch.device(cfg.run.device)
         self.failed: dict[str, str] = {}   # stage key -> error message
         self.skipped: list[dict[str, str]] = [dict(s) for s in cfg.skipped]  # optional entries left out
+        self._nonfinite: list[dict] | None = None  # while a stage runs: its images with a NaN/inf score
 
     # -- helpers ------------------------------------------------------------------------------
     def _score(self, metric, x: torch.Tensor, ids: list[str], what: str) -> list[float]:
         with torch.no_grad():
             return self._check_finite(metric(x.to(self.device)), ids, what)
 
-    @staticmethod
-    def _check_finite(scores: torch.Tensor, ids: list[str], what: str) -> list[float]:
+    def _check_finite(self, scores: torch.Tensor, ids: list[str], what: str) -> list[float]:
+        """The scores as floats. A NaN or infinite score is a property of its image, not a failure of the stage:
+        it is stored as it is, listed in the stage record's ``nonfinite`` (and in skipped.json, with its reason)
+        and the image is left out of the measures of every cell that uses it (:func:`measures.summarize_cell`).
+        Outside a stage it is an error naming the images."""
         s = scores.detach().float().cpu()
-        bad = [i for i, ok in zip(ids, torch.isfinite(s).tolist()) if not ok]
+        bad = [{"image_id": i, "what": what, "score": str(v)}
+               for i, v, ok in zip(ids, s.tolist(), torch.isfinite(s).tolist()) if not ok]
+        if bad and self._nonfinite is None:
+            raise NonFiniteScoreError(f"metric returned NaN/inf on {what} image(s) {[b['image_id'] for b in bad]}")
         if bad:
-            raise NonFiniteScoreError(f"metric returned NaN/inf on {what} image(s) {bad}")
+            self._nonfinite += bad
         return s.tolist()
 
     def _stage(self, kind: str, key: str, cell: Cell, fn) -> dict[str, Any] | None:
@@ -166,18 +175,28 @@ class Runner:
         if self.store.has(kind, key):
             return self.store.load(kind, key)
         t0 = time.perf_counter()
+        self._nonfinite = []
         try:
             with passes.counting() as n_passes:
                 record = fn()
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
+            if (stop := run_stopping(exc)) is not None:  # the disk or the device, not the stage: the run ends
+                raise stop if stop is not exc else exc
             msg = f"{type(exc).__name__}: {exc}"
             self.failed[key] = msg
             log.error("stage %s of %s failed: %s", kind, cell.labels(), msg)
             self.store.save_error(key, {"stage": kind, **cell.labels(), "error": msg,
                                         "traceback": traceback.format_exc()})
             return None
+        finally:
+            nonfinite, self._nonfinite = self._nonfinite, None
+        if nonfinite:
+            log.warning("stage %s of %s: the metric returned NaN/inf on %d image(s) (%s); they are left out of "
+                        "the measures (skipped.json)", kind, cell.labels(), len(nonfinite),
+                        ", ".join(f"{b['image_id']}: {b['score']}" for b in nonfinite))
+            record = {**record, "nonfinite": nonfinite}
         record = {**record, "stage_seconds": time.perf_counter() - t0, "model_passes": n_passes.as_dict(),
                   **cell.labels()}
         self.store.save(kind, key, record)
@@ -203,6 +222,7 @@ class Runner:
             return 0
         with logging_redirect_tqdm():
             n_failed = (executor or LocalExecutor()).execute(self, cells)
+        self.skipped += [i for i in self.nonfinite_items(cells) if i not in self.skipped]
         atomic_write_json(self.store.root / "skipped.json", self.skipped)
         passes.write_passes(self.store.root, cells)
         return n_failed
@@ -221,7 +241,30 @@ class Runner:
             return 0
         return self._fail_cells(cells, "metric", exc, bar)
 
+    def nonfinite_items(self, cells: list[Cell]) -> list[dict[str, str]]:
+        """skipped.json's entries for the images on which the metric returned NaN or infinity, read from the
+        stored stages of ``cells``: each (stage, image) once, with its score and where it came from."""
+        where = {"clean": ("metric",), "attack": ("metric", "attack"), "def_clean": ("metric", "defense"),
+                 "def_adv": ("metric", "attack", "defense")}
+        items, seen = [], set()
+        for c in cells:
+            for kind in STAGES:
+                if c.keys[kind] in seen or not self.store.has(kind, c.keys[kind]):
+                    continue
+                seen.add(c.keys[kind])
+                labels = c.labels()
+                context = ", ".join(f"{k} {labels[k]}" for k in where[kind])
+                for bad in self.store.load(kind, c.keys[kind]).get("nonfinite", ()):
+                    items.append({"what": f"image {bad['image_id']} of {c.dataset.label}",
+                                  "reason": f"the {bad['what']} score is {bad['score']} ({context}): left out of "
+                                            "the measures of the cells that use it",
+                                  "image_id": bad["image_id"], "stage": kind,
+                                  **{k: labels[k] for k in ("dataset",) + where[kind]}})
+        return items
+
     def _fail_cells(self, cells: list[Cell], what: str, exc: Exception, bar) -> int:
+        if (stop := run_stopping(exc)) is not None:  # the disk or the device: the run ends, nothing is recorded
+            raise stop if stop is not exc else exc
         msg = f"{type(exc).__name__}: {exc}"
         log.error("%s failed for %d cell(s): %s", what, len(cells), msg)
         for c in cells:
@@ -241,6 +284,8 @@ class Runner:
         """Why a cell cannot run by construction (a skip with its reason, not a failure), or None."""
         if cell.attack.cls.needs_gradient and not metric.differentiable:
             return f"{cell.attack.label} needs gradients and metric {cell.metric.label} declares differentiable = False"
+        if getattr(cell.defense.cls, "replaces_metric", False):  # a fine-tuned metric: only for its base metric
+            return cell.defense.build().metric_problem(cell.metric)
         return None
 
     def skip_cell(self, cell: Cell, reason: str) -> None:
@@ -329,7 +374,10 @@ class Runner:
                              "l2_attack": float(diff[j].norm()),
                              **{f"{k}_attack": float(v[j]) for k, v in q.items()}})
         meta = {"threat_model": attack.threat_model, "adaptive": cell.attack.adaptive, "budget": attack.budget,
-                "eot_samples": cell.attack.eot_samples if cell.attack.adaptive else 0, "image_format": fmt}
+                "budget_unit": attack.budget_unit,
+                # the EOT draws used: K for a stochastic defense, 1 for a deterministic one, 0 when not adaptive
+                "eot_samples": (cell.attack.eot_samples if getattr(defense(), "stochastic", False) else 1)
+                if cell.attack.adaptive else 0, "image_format": fmt}
         return {"records": rows, "attack_meta": meta}
 
     def _defend(self, cell: Cell, metric, defense, images: ImageSource, known: list[dict],
@@ -374,8 +422,11 @@ class Runner:
                 q = identical_quality(len(ids), min(x.shape[-2:]), lpips=run.lpips, dists=run.dists)
             elif unchanged:
                 # D(x') = x' (identity; smoothing defenses, which score through the metric): the pair (x, D(x'))
-                # is the attack stage's (x, x'), computed by the same code on the same batch: reuse it
-                q = stored_quality(known_rows, ids, keys, "_attack")
+                # is the attack stage's (x, x'), computed by the same code on the same batch: reuse it (an attack
+                # stage stored before a column of pair_quality existed lacks it: then the pair is measured again)
+                stored = all(f"{k}_attack" in known_rows[ids[0]] for k in keys)
+                q = (stored_quality(known_rows, ids, keys, "_attack") if stored
+                     else pair_quality(out, x, lpips=run.lpips, dists=run.dists))
             elif shared is not None:
                 q = stored_quality(shared, ids, keys, "_def_clean")
             else:
@@ -396,7 +447,8 @@ class Runner:
         if attack is None and shared is None:
             self.store.save("def_quality", cell.keys["def_quality"], {"records": measured, **cell.labels()})
         meta = {"stochastic": bool(defense.stochastic), "differentiable": bool(defense.differentiable),
-                "certified": bool(defense.wraps_metric), "baseline": bool(defense.baseline),
+                "certified": bool(defense.wraps_metric and not getattr(defense, "replaces_metric", False)),
+                "baseline": bool(defense.baseline),
                 "changes_geometry": bool(defense.changes_geometry)}
         return {"records": rows, "defense_meta": meta}
 

@@ -110,8 +110,10 @@ _c("range_lo", "lo", "lower end of the metric's declared score range [lo, hi]", 
 _c("range_hi", "hi", "upper end of the metric's declared score range [lo, hi]; r = |hi − lo|", group="cell",
    kind="record")
 _c("budget", "budget", "the attack's perturbation budget (eps; amplitude for UAP; RMSE radius for MADC)",
-   group="cell", kind="record")
-_c("threat_model", "threat model", "linf, l2, universal, ...", group="cell", kind="record")
+   group="cell", per_image=True)
+_c("threat_model", "threat model", "linf, l2, universal, ...", group="cell", per_image=True)
+_c("budget_unit", "budget unit", "the unit of budget: linf, l2, rmse, l0_pixels, patch_area, colour_filter, flow, "
+   "perceptual (benchmark.attacks.base.BUDGET_UNITS)", group="cell", kind="record")
 _c("defense_stochastic", "stochastic", "the defense draws random numbers (D(x) and D(x') get the same seed)",
    group="cell", kind="record")
 _c("defense_changes_geometry", "moves pixels", "the defense moves pixels (changes_geometry: flip, crop, "
@@ -149,8 +151,15 @@ _c("signed_gain", "signed gain", "mean sign · (s' − s) / r: how far the attac
 
 # Full-reference measures of an image pair (benchmark.quality.pair_quality): per image in the records, their
 # cell means in the summary. The attacked pair is descriptive (imperceptibility); the purified ones are costs.
-_FR = {"psnr": ("PSNR", " (dB, capped at 100)", "higher"), "ssim": ("SSIM", "", "higher"),
+# PSNR/SSIM are the project's (pyiqa's convention); PSNR_sk/SSIM_sk are scikit-image's, which the published
+# studies use and the columns named after them are made of (docs/measures.md, "Published conventions").
+_FR = {"psnr": ("PSNR", " (dB, RGB; 80 dB for identical images, pyiqa's 1e-8 floor)", "higher"),
+       "ssim": ("SSIM", " (pyiqa: Y channel, 11×11 Gaussian window)", "higher"),
        "ms_ssim": ("MS-SSIM", " (NaN below 176 px)", "higher"),
+       "psnr_skimage": ("PSNR_sk", " (dB, scikit-image peak_signal_noise_ratio, data_range 1: inf for identical "
+                        "images, so a mean with one is inf)", "higher"),
+       "ssim_skimage": ("SSIM_sk", " (scikit-image structural_similarity on RGB, channel_axis 2, data_range 1: "
+                        "7×7 uniform window, sample covariance)", "higher"),
        "lpips": ("LPIPS", " (distance; only with its weights)", "lower"),
        "dists": ("DISTS", " (distance; only with its weights)", "lower")}
 _PAIRS = {"attack": ("x'", "attack"), "def_adv": ("D(x')", "quality"), "def_clean": ("D(x)", "quality")}
@@ -182,21 +191,31 @@ _c("both_defended_abs_gain", "both-defended gain", "mean |s_D − s'_D| / r (doe
    "defended score?)", "lower", "defense")
 _c("both_defended_rel_gain", "both-defended rel. gain", "mean |s_D − s'_D| / (|s_D| + 1e-6)", "lower", "defense")
 _c("robust_signed_gain", "robust signed gain", "mean sign · (s'_D − s) / r", "lower", "defense")
+# -- verdicts (docs/measures.md, "Verdicts"): what the attacker achieves through the defense, and its costs ----
+_c("defended_gain", "g_D", "mean d · sign · (s'_D − s_D) / r: the attack's success through the defense in its "
+   "direction d (+1: raise predicted quality), D(x) and D(x') with the same random draw; on identity, the "
+   "attack's own gain", "lower", "defense")
+_c("defense_bias", "bias", "mean |s_D − s| / r: the defense's own shift of clean scores (a cost, not robustness)",
+   "lower", "quality")
 
 # -- what the defense costs in image quality ---------------------------------------------------------
 _full_reference("def_adv")
 _full_reference("def_clean")
 _full_reference("def_adv", aligned=True)
 _full_reference("def_clean", aligned=True)
-_c("similarity", "similarity", "Guardians: mean [SSIM(x, D(x')) + PSNR(x, D(x'))/40]", "higher", "quality")
-_c("similarity_clean", "similarity (clean)", "Guardians: mean [SSIM(x, D(x)) + PSNR(x, D(x))/40]", "higher",
+_SK = "SSIM_sk, PSNR_sk: scikit-image's RGB SSIM and PSNR, as the studies' code computes them; PSNR_sk is inf for "
+_c("similarity", "similarity", "Guardians: mean [SSIM_sk(x, D(x')) + PSNR_sk(x, D(x'))/40]; " + _SK + "D(x') = x, "
+   "which makes the mean inf", "higher", "quality")
+_c("similarity_clean", "similarity (clean)", "Guardians: mean [SSIM_sk(x, D(x)) + PSNR_sk(x, D(x))/40]; " + _SK +
+   "D(x) = x (identity: inf)", "higher", "quality")
+_c("purified_quality", "purified quality", "purification paper: mean ½ [SSIM_sk(x, D(x')) + PSNR_sk(x, D(x'))/80]; "
+   + _SK + "D(x') = x, which makes the mean inf", "higher", "quality")
+_c("similarity_aligned", "similarity (aligned)", "mean [SSIM_sk(A(x), D(x')) + PSNR_sk(A(x), D(x'))/40]; A(x) = "
+   "the clean image in the defense's output geometry; scikit-image's SSIM and PSNR as in similarity", "higher",
    "quality")
-_c("purified_quality", "purified quality", "purification paper: mean ½ [SSIM(x, D(x')) + PSNR(x, D(x'))/80]",
-   "higher", "quality")
-_c("similarity_aligned", "similarity (aligned)", "mean [SSIM(A(x), D(x')) + PSNR(A(x), D(x'))/40]; A(x) = the "
-   "clean image in the defense's output geometry", "higher", "quality")
-_c("purified_quality_aligned", "purified quality (aligned)", "mean ½ [SSIM(A(x), D(x')) + PSNR(A(x), D(x'))/80]; "
-   "A(x) = the clean image in the defense's output geometry", "higher", "quality")
+_c("purified_quality_aligned", "purified quality (aligned)", "mean ½ [SSIM_sk(A(x), D(x')) + PSNR_sk(A(x), "
+   "D(x'))/80]; A(x) = the clean image in the defense's output geometry; scikit-image's SSIM and PSNR, as in "
+   "purified_quality", "higher", "quality")
 
 # -- agreement with subjective scores (formulas.md §4): both sides oriented to quality ----------------
 _c("srocc_s_sdef", "SROCC(s, s_D)", "Spearman ρ between clean and defended-clean scores (the same metric's: "
@@ -258,12 +277,34 @@ _c("seconds_def_clean", "defense s/img (clean)", "mean wall time of D per clean 
 _c("nan_reasons", "why NaN", "why measures of the cell are NaN ('; '-separated; empty: none)")
 
 # -- leaderboard and ranking (docs/leaderboard.md) ---------------------------------------------------
-_c("rank", "rank", "order within (dataset, metric): Pareto front, then distance to the ideal (docs/leaderboard.md); "
+_c("rank", "rank", "order within (dataset, metric, budget) by the distance to the ideal (docs/leaderboard.md); "
    "baselines are not ranked", "lower", "ranking", "leaderboard")
-_c("front", "front", "Pareto front over (worst robust gain ↓, purified quality ↑, SROCC(m, s_D) ↑): 1 = no other "
-   "defense is at least as good on every criterion and better on one", "lower", "ranking", "leaderboard")
-_c("distance", "distance to ideal", "√(mean_k (1 − u_k)²), u_k each criterion min–max scaled over the ranked "
-   "defenses (1 = best); orders defenses within a front", "lower", "ranking", "leaderboard")
+_c("rank_low", "rank low", "best end of the rank's 95 % bootstrap interval (resampled images; ties in the "
+   "defense's favour), widened to contain the rank", None, "ranking", "leaderboard")
+_c("rank_high", "rank high", "worst end of the rank's 95 % bootstrap interval (ties against the defense), widened "
+   "to contain the rank; defenses whose [rank_low, rank_high] overlap are not separable", None, "ranking",
+   "leaderboard")
+_c("separable", "not separable from", "the defenses whose rank interval overlaps this one's", None, "ranking",
+   "leaderboard")
+_c("distance", "distance to ideal", "√(mean_k (1 − u_k)²) over u = clip(gain removed, 0, 1), clip(quality, 0, 1), "
+   "clip(fidelity, 0, 1) (a missing value counts 0)", "lower", "ranking", "leaderboard")
+_c("budget_label", "budget", "the attacks' budget with its unit: the worst case and the reference are taken per "
+   "budget", None, "cell", "leaderboard")
+_c("worst_gain", "worst g_D", "max over the attacks met at the budget (adaptive and transfer) of "
+   "mean d · sign · (s'_D − s_D) / r", "lower", "defense", "leaderboard")
+_c("reference_gain", "g without defense", "the strongest attack's gain on the baseline (identity) at the same "
+   "budget: max over its attacks of mean d · sign · (s' − s) / r", None, "defense", "leaderboard")
+_c("bias", "bias", "mean |s_D − s| / r: the defense's own shift of clean scores (a cost, not robustness)", "lower",
+   "quality", "leaderboard")
+_c("fidelity", "fidelity", "SROCC(m, s_D) where the dataset has MOS, else SROCC(s, s_D): the ranking of images "
+   "the defended metric keeps", "higher", "correlation", "leaderboard")
+_c("fidelity_s", "SROCC(s, s_D)", "Spearman ρ of the clean and defended-clean scores", None, "correlation",
+   "leaderboard")
+_c("fidelity_m", "SROCC(m, s_D)", "Spearman ρ of MOS and the defended-clean scores, both oriented to quality", None,
+   "correlation", "leaderboard")
+_c("notes", "flags", "what is unusual for the defense in its section: no adaptive attack met (optimistic bound), "
+   "makes the metric easier to attack, quality or bias outside every other defense's interval", None, "ranking",
+   "leaderboard")
 _c("baseline", "baseline", "the defense declares itself the undefended reference: the section's reference row, "
    "never ranked", None, "cell", "leaderboard")
 _c("worst_robust_gain", "worst robust gain", "max over the attacks met of mean |s − s'_D| / r", "lower", "defense",
@@ -272,18 +313,22 @@ _c("worst_attack", "worst attack", "the attack with the largest robust gain (the
    "leaderboard")
 _c("both_defended_gain", "both-defended gain", "mean |s_D − s'_D| / r under the worst attack", "lower", "defense",
    "leaderboard")
-_c("removed", "gain removed", "1 − worst robust gain / abs. gain of the same attack: the share of the attack's "
-   "score shift the defense takes back (1: all, 0: none, < 0: it adds to it)", "higher", "defense", "leaderboard")
+_c("removed", "gain removed", "1 − worst g_D / g of the strongest attack on identity at the same budget (1: the "
+   "attack no longer moves the defended score, 0: as much as without defense, < 0: the defense makes the metric "
+   "easier to attack)", "higher", "defense", "leaderboard")
 _c("attacked_quality", "quality of x'", "½[SSIM(x, x') + PSNR(x, x')/80]: the purified-quality formula applied to "
    "the attacked image itself (what no defense leaves)", None, "quality", "leaderboard")
-_c("quality", "purified quality (ranked)", "purified_quality_aligned when the run has it, else purified_quality, "
-   "under the worst attack", "higher", "quality", "leaderboard")
-_c("damages", "damages more than the attack", "PSNR(x, D(x')) < PSNR(x, x') − 0.01 dB under the worst attack "
-   "(aligned PSNR when available): the purified image is further from x than the attacked one", None, "quality",
+_c("quality", "purified quality (ranked)", "mean ½ [SSIM(A(x), D(x')) + PSNR(A(x), D(x'))/80] under the worst "
+   "attack (the project's PSNR, capped at 100 dB; A(x) = x for a defense that moves no pixel)", "higher", "quality",
    "leaderboard")
 _c("n_attacks", "attacks", "attacks met in any run", None, "cell", "leaderboard")
 _c("adaptive", "adaptive attack met", "at least one attack saw the defense (EOT/BPDA)", None, "cell", "leaderboard")
 _c("runs", "runs", "runs the row is merged from", None, "cell", "leaderboard")
+
+for _n in ("worst_gain", "removed", "quality", "fidelity", "bias"):
+    for _end, _word in (("lo", "lower"), ("hi", "upper")):
+        _c(f"{_n}_{_end}", f"{_n} {_end}", f"{_word} end of the 95 % percentile bootstrap interval of {_n} (images "
+           "resampled, worst case and reference recomputed per resample)", None, "ranking", "leaderboard")
 
 COLUMNS: dict[str, Column] = {c.name: c for c in _BASE}
 assert len(COLUMNS) == len(_BASE), "a column is defined twice"
@@ -292,10 +337,11 @@ assert len(COLUMNS) == len(_BASE), "a column is defined twice"
 RECORD_LEAD: list[str] = [*CELL, *(c.name for c in _BASE if c.group == "image")]
 # The columns a reader looks at first in summary.csv (in this order), and the only ones of summary.md.
 HEADLINE: list[str] = [*CELL, "n_images", "abs_gain", "msu_abs_gain", "msu_abs_gain_lo", "msu_abs_gain_hi",
-                       "robust_abs_gain", "both_defended_abs_gain", "psnr_def_adv", "ssim_def_adv", "purified_quality",
+                       "defended_gain", "defense_bias", "robust_abs_gain", "both_defended_abs_gain", "psnr_def_adv",
+                       "ssim_def_adv", "purified_quality",
                        "srocc_clean", "srocc_def_clean", "srocc_def_adv", "plcc_clean", "plcc_def_clean",
                        "seconds_def_adv", "robustness_R", "cert_width", "cert_delta_norm", "abstain_rate",
-                       "adaptive_attack", "eot_samples"]
+                       "adaptive_attack", "eot_samples", "rank", "rank_low", "rank_high"]
 
 
 @functools.cache

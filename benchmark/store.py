@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from . import attacked
-from .errors import BenchmarkError, DataError
+from .errors import BenchmarkError, DataError, WriteError
 
 STAGE_VERSION = 2  # bump when a stage's computation changes, to invalidate stored results
 TOOL = "iqa-robustness-benchmark"  # the manifest's "tool" field: what makes a directory a run of this tool
@@ -56,25 +56,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
     The temporary file is created like ``open(..., "w")`` would (mode 0666 less the umask), not with
     ``mkstemp``'s 0600, so results written into a shared folder stay readable by the group and others.
+    A write that fails (the disk full, a quota, a file size limit, an I/O error) removes its temporary file,
+    leaves ``path`` as it was, and raises :class:`~benchmark.errors.WriteError` naming ``path`` (an
+    ``OSError`` too): the run stops, and ``--resume`` recomputes only what was not stored.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:  # pragma: no cover - 48 random bits
-            continue
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+                break
+            except FileExistsError:  # pragma: no cover - 48 random bits
+                continue
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # pragma: no cover - a directory that refuses even this; a resume removes it
+                pass
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from exc
         raise
 
 

@@ -52,6 +52,12 @@ def load_checkpoint(path: Path, what: str, release: str = "", resave: str = GENE
     """
     path = Path(path)
     if not path.is_file():
+        from .params import file_kind
+
+        kind = file_kind(path)
+        if kind != "missing or unreadable":  # there, but a folder, a device or a FIFO: never opened
+            raise CheckpointError(f"{what}: {path} is {kind}, not a checkpoint file"
+                                  + (f"; {hint}" if hint else ""))
         raise MissingWeightsError(what, str(path), hint or (release and f"Download it from {release} and point "
                                                             "'weights' at it"), key=key)
     try:

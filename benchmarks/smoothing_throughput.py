@@ -4,13 +4,15 @@
                                               [--batches 1 50] [--threads 1]
 
 Each round measures, one after the other (interleaved, so load on a shared machine hits all alike): the
-bare default model's samples per second at every batch size of the tuner's candidates (its best is the
-yardstick), median smoothing with the tuned batch (``sample_batch = None``, the default; tuned on a
-warm-up image before the rounds) and with each fixed ``--batches`` size, on one image of ``n`` samples.
-The figure is the median over rounds of smoothing's samples per second over the bare model's best of the
-same round, in wall-clock time and (on the CPU) in process CPU time. Each round also times the noise draws
-alone (one image's n samples, as the tuned batch takes them) against a bare forward pass. Writes
-benchmarks/results/smoothing_throughput.json with machine metadata.
+bare default model's samples per second at every power-of-two batch size up to 64 (CPU) or 512 (GPU) (its
+best is the yardstick), median smoothing with the automatic batch (``sample_batch = None``, the default: a
+rule of the device and the image size, ``median_smoothing.auto_sample_batch``) and with each fixed
+``--batches`` size, on one image of ``n`` samples. The figure is the median over rounds of smoothing's
+samples per second over the bare model's best of the same round, in wall-clock time and (on the CPU) in
+process CPU time. Each round also times the noise draws alone (one image's n samples, as the automatic
+batch takes them) against a bare forward pass. The bare model's best batch is the value to set as
+``sample_batch`` where the rule is slower. Writes benchmarks/results/smoothing_throughput.json with machine
+metadata.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from common import timed, write_json  # noqa: E402
 
 from benchmark.defenses import median_smoothing as msm  # noqa: E402
 from benchmark.metrics.default_model import DefaultModel  # noqa: E402
+
+CANDIDATES = {"cpu": (1, 2, 4, 8, 16, 32, 64), "cuda": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
 
 
 @torch.no_grad()
@@ -68,16 +72,16 @@ def main() -> int:
     model = DefaultModel().to(device).eval()
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
     noisy = (x + 0.12 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(device)).clamp(0, 1)
-    candidates = msm.TUNE_CANDIDATES["cuda" if device.type == "cuda" else "cpu"]
+    candidates = CANDIDATES["cuda" if device.type == "cuda" else "cpu"]
 
     auto = msm.MedianSmoothing(n=args.n)
-    tune_start = time.perf_counter()
-    auto.score(model, x, generator=torch.Generator().manual_seed(0))  # tunes (and warms up) on a first image
-    tuning_s = time.perf_counter() - tune_start
-    tuner = msm.tuner_for(model, auto, x[0])
-    print(f"tuned sample batch: {tuner.chosen} (first image, tuning included: {tuning_s:.1f} s)")
-    configs = {"tuned": auto, **{f"sample_batch={b}": msm.MedianSmoothing(n=args.n, sample_batch=b)
-                                 for b in args.batches}}
+    warm_start = time.perf_counter()
+    auto.score(model, x, generator=torch.Generator().manual_seed(0))  # warms up on a first image
+    warm_s = time.perf_counter() - warm_start
+    chosen = msm.auto_sample_batch(args.n, x[0])
+    print(f"automatic sample batch: {chosen} (first image, warm-up: {warm_s:.1f} s)")
+    configs = {"auto": auto, **{f"sample_batch={b}": msm.MedianSmoothing(n=args.n, sample_batch=b)
+                                for b in args.batches}}
     rounds = []
     for r in range(args.rounds):
         rates = bare(model, noisy, candidates, samples=min(args.n, 256), device=device)
@@ -85,7 +89,7 @@ def main() -> int:
         row = {"bare": {str(b): {"samples_per_s": w, "samples_per_cpu_s": c} for b, (w, c) in rates.items()},
                "bare_best_batch": best_b, "bare_best_samples_per_s": rates[best_b][0],
                "bare_best_samples_per_cpu_s": max(c for _, c in rates.values()),
-               "noise_ms_per_sample": noise_ms_per_sample(x[0], args.n, tuner.chosen, device), "smoothing": {}}
+               "noise_ms_per_sample": noise_ms_per_sample(x[0], args.n, chosen, device), "smoothing": {}}
         for name, ms in configs.items():
             wall, cpu, _ = timed(lambda ms=ms, r=r: ms.score(model, x, generator=torch.Generator().manual_seed(r)),
                                  device)
@@ -107,8 +111,7 @@ def main() -> int:
         print(f"{name:16s} median ratio to the bare model's best: {s['ratio_to_bare_best']:.2f} wall, "
               f"{s['ratio_to_bare_best_cpu']:.2f} cpu; {s['seconds_per_image']:.2f} s/image")
     write_json(args.out, {"device": str(device), "size": args.size, "n": args.n, "threads": torch.get_num_threads(),
-                          "load_average": list(os.getloadavg()), "tuned_sample_batch": tuner.chosen,
-                          "tuning_times_ms_per_sample": {str(b): 1e3 * min(t) for b, t in tuner.times.items()},
+                          "load_average": list(os.getloadavg()), "auto_sample_batch": chosen,
                           "summary": summary, "rounds": rounds})
     return 0
 

@@ -94,19 +94,25 @@ name = "folder"
 {tables}""", name=f"{name}.toml")
 
 
-def fgsm_pgd_tables(steps: int = 3, quality: int = 50, defenses: tuple[str, ...] = ("identity", "jpeg")) -> str:
-    """[[metrics]] default, [[attacks]] FGSM and PGD (``steps``) at 4/255, and ``defenses`` (jpeg at ``quality``)."""
+def fgsm_pgd_tables(steps: int = 3, quality: int = 50, defenses: tuple[str, ...] = ("identity", "jpeg"),
+                    adaptive: bool | None = False) -> str:
+    """[[metrics]] default, [[attacks]] FGSM and PGD (``steps``) at 4/255, and ``defenses`` (jpeg at ``quality``).
+
+    ``adaptive``: written into both attack tables (False, the default here: transfer attacks only, which keeps the
+    tests that are about something else as fast as before adaptive attacks became the matrix's default); None
+    leaves the key out (each attack then also runs adaptively against every non-baseline defense)."""
+    mode = "" if adaptive is None else f"adaptive = {str(adaptive).lower()}\n"
     tables = f"""
 [[metrics]]
 name = "default"
 [[attacks]]
 name = "fgsm"
 eps = "4/255"
-[[attacks]]
+{mode}[[attacks]]
 name = "pgd"
 eps = "4/255"
 steps = {steps}
-"""
+{mode}"""
     for d in defenses:
         tables += f'[[defenses]]\nname = "{d}"\n' + (f"quality = {quality}\n" if d == "jpeg" else "")
     return tables

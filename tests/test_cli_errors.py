@@ -112,8 +112,8 @@ def test_a_missing_plugin_file_on_the_command_line_is_named(tmp_path, capsys):
 def test_list_shows_the_keys_every_table_takes_and_budgets_as_fractions(capsys):
     assert main(["-q", "list", "attacks"]) == 0
     out = capsys.readouterr().out
-    for key in ("label (str", "optional (bool, default false)", "adaptive (bool, default false)",
-                "eot_samples (int, default 1): EOT"):
+    for key in ("label (str", "optional (bool, default false)", "adaptive (bool, default both)",
+                "eot_samples (int, default 20): EOT"):
         assert key in out
     assert "eps (float, default 8/255)" in out and "alpha (float, default 1/255)" in out
     assert "0.0313725" not in out and "0.00392" not in out

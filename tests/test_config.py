@@ -30,7 +30,8 @@ def cfg(tmp_path, attack="", defense=""):
 
 def test_lists_expand_into_a_product_and_fractions_parse(tmp_path):
     c = cfg(tmp_path, attack='eps = ["2/255", "8/255", 0.1]\nsteps = [5, 10]', defense="quality = [30, 70]")
-    assert len(c.attacks) == 6 and len(c.defenses) == 2 and c.n_cells == 12
+    assert len(c.attacks) == 6 and len(c.defenses) == 2
+    assert c.n_cells == 24   # each attack also runs adaptively (its +adaptive twin) against each jpeg
     assert sorted({a.resolved()["eps"] for a in c.attacks}) == pytest.approx([2 / 255, 8 / 255, 0.1])
     assert c.attacks[0].label == "pgd(eps=2/255,steps=5)"
 
@@ -92,7 +93,8 @@ def test_cli_prints_one_clear_line_and_no_traceback(tmp_path, capsys):
 
 def test_cli_validate_ok(tmp_path, capsys):
     assert main(["validate", str(write_config(tmp_path, BASE.format(attack="", defense="")))]) == 0
-    assert "valid; 1 cells" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "valid; 2 cells" in out and "adaptive by default: pgd(eps=8/255) also run(s) adaptively" in out  # transfer + twin
 
 
 # -- canonical parameters and labels (issue #13) ---------------------------------------------------
@@ -182,7 +184,7 @@ HOSTILE = [
     (dict(dparams="levels = [1, 1]"), "datasets[0].levels", "listed twice"),
     (dict(dparams='distortions = ["fog"]'), "datasets[0].distortions", "unknown distortion"),
     (dict(dparams="size = 100000"), "datasets[0].size", "within 176..4096"),
-    (dict(aparams="eot_samples = 4"), "attacks[0].eot_samples", "add adaptive = true"),
+    (dict(aparams="adaptive = false\neot_samples = 4"), "attacks[0].eot_samples", "remove adaptive = false"),
     (dict(aparams="steps = [" + ",".join(map(str, range(1, 41))) + "]\nrestarts = ["
           + ",".join(map(str, range(1, 41))) + "]"), "attacks[0]", "expand into 1600 attacks"),
     (dict(aparams='"a\\nb" = 1'), 'attacks[0]."a\\nb"', "unknown parameter"),
@@ -267,7 +269,7 @@ def test_optional_entries_with_missing_files_are_left_out_with_the_reason(tmp_pa
                          aparams="", defense="jpeg", fparams="")
     body += '[[metrics]]\nname = "cnniqa"\nweights = "absent.pt"\noptional = true\n'
     c = load_config(write_config(tmp_path, body))
-    assert [m.name for m in c.metrics] == ["default"] and c.n_cells == 1
+    assert [m.name for m in c.metrics] == ["default"] and c.n_cells == 2   # pgd, and pgd+adaptive
     assert c.skipped == [{"what": "metric cnniqa(weights=absent.pt)", "key": "metrics[1].weights",
                           "reason": f"metric 'cnniqa': no such file or folder: {tmp_path / 'absent.pt'} "
                                     "(named by 'metrics[1].weights')"}]

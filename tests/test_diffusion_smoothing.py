@@ -208,6 +208,7 @@ name = "default"
 [[attacks]]
 name = "fgsm"
 eps = "2/255"
+adaptive = false
 [[defenses]]
 name = "diffusion_smoothing"
 model = "{tiny_ddpm}"

@@ -137,14 +137,17 @@ name = "default"
 name = "nondiff_default_for_test"
 [[attacks]]
 name = "noop_for_test"
+adaptive = false
 [[attacks]]
 name = "pgd"
 eps = "4/255"
 steps = 2
+adaptive = false
 [[attacks]]
 name = "square"
 eps = "4/255"
 queries = 5
+adaptive = false
 [[defenses]]
 name = "identity"
 [[defenses]]

@@ -33,6 +33,7 @@ name = "default"
 name = "pgd"
 eps = "2/255"
 steps = 3
+adaptive = false
 [[attacks]]
 name = "pgd"
 eps = "2/255"

@@ -85,6 +85,7 @@ limit = 2
 name = "default"
 [[attacks]]
 name = "fgsm"
+adaptive = false
 [[defenses]]
 name = "hold_for_lock_test"
 hold = "{hold}"

@@ -42,7 +42,8 @@ def test_summarize_one_cell():
     df = pd.DataFrame({"dataset": "d", "metric": "m", "attack": "a", "defense": "x", "image_id": list("abcd"),
                        "score": [50.0, 60, 70, 80], "score_adv": [60.0, 70, 80, 90], "score_def": [50.0, 60, 70, 80],
                        "score_adv_def": [52.0, 62, 72, 82], "mos": [1.0, 2, 3, 4], "lower_better": False,
-                       "range_lo": 0.0, "range_hi": 100.0, "psnr_def_adv": 40.0, "ssim_def_adv": 0.9})
+                       "range_lo": 0.0, "range_hi": 100.0, "psnr_skimage_def_adv": 40.0,
+                       "ssim_skimage_def_adv": 0.9})
     row = summarize(df).iloc[0]
     assert row["abs_gain"] == pytest.approx(0.10)
     assert row["robust_abs_gain"] == pytest.approx(0.02)

@@ -81,8 +81,9 @@ def test_wasserstein_and_energy_scores_carry_the_quality_sign():
 
 def test_guardians_gains_and_similarities():
     c = cell(S, SA, score_def=S + 1.0, score_adv_def=S + 3.0)
-    c["psnr_def_adv"], c["ssim_def_adv"] = [30.0, 32, 34, 36, 38], [0.8, 0.85, 0.9, 0.95, 1.0]
-    c["psnr_def_clean"], c["ssim_def_clean"] = 40.0, 0.99
+    # the studies' measures read scikit-image's SSIM and PSNR (docs/measures.md, "Published conventions")
+    c["psnr_skimage_def_adv"], c["ssim_skimage_def_adv"] = [30.0, 32, 34, 36, 38], [0.8, 0.85, 0.9, 0.95, 1.0]
+    c["psnr_skimage_def_clean"], c["ssim_skimage_def_clean"] = 40.0, 0.99
     row = summarize(c).iloc[0]
     assert row["abs_gain"] == pytest.approx(42 / 5 / 100)                        # mean |s - s'| / r
     rel = np.mean(np.abs(S - SA) / (S + 1e-6))                                   # Guardians rel_gain

@@ -198,6 +198,7 @@ weights = "absent.pt"
 optional = true
 [[attacks]]
 name = "fgsm"
+adaptive = false
 [[defenses]]
 name = "identity"
 [[defenses]]

@@ -1,4 +1,4 @@
-"""The run report: ranking rule, damage flag, column schema, plots, image strips and a rendered page."""
+"""The run report: ranking rule, column schema, plots, image strips and a rendered page."""
 from __future__ import annotations
 
 import base64
@@ -12,37 +12,36 @@ import pandas as pd
 import pytest
 from conftest import folder_config, write_image_folder
 
-from benchmark.reports.ranking import damages, defense_rows, pareto_fronts, rank_defenses
+from benchmark.reports.ranking import defense_rows, rank_defenses
 from benchmark.schema import column
 
 
 def _rows(**defenses) -> pd.DataFrame:
-    """Defense rows of one (dataset, metric) from ``name=(worst robust gain, quality, srocc)``."""
-    return pd.DataFrame([{"dataset": "d", "metric": "m", "defense": k, "worst_robust_gain": g, "quality": q,
-                          "srocc_def_clean": s, "baseline": k == "identity"} for k, (g, q, s) in defenses.items()])
+    """Defense rows of one (dataset, metric, budget) from ``name=(worst g_D, quality, fidelity)``."""
+    return pd.DataFrame([{"dataset": "d", "metric": "m", "budget_label": "4/255 L∞", "defense": k, "worst_gain": g,
+                          "quality": q, "fidelity_m": f, "fidelity_s": f, "bias": 0.0, "adaptive": True,
+                          "baseline": k == "identity"} for k, (g, q, f) in defenses.items()])
 
 
-def test_worst_quality_cannot_rank_first_when_another_is_as_good_everywhere():
-    # "wreck" has the lowest quality; "jpeg" is at least as good on every criterion (equal gain and SROCC)
-    t = rank_defenses(_rows(wreck=(0.01, 0.20, 0.80), jpeg=(0.01, 0.70, 0.80), blur=(0.05, 0.75, 0.90)))
-    ranks = dict(zip(t["defense"], t["rank"]))
-    assert ranks["wreck"] != 1 and ranks["jpeg"] < ranks["wreck"]
-    assert dict(zip(t["defense"], t["front"])) == {"wreck": 2, "jpeg": 1, "blur": 1}
-
-
-def test_lowest_gain_at_a_large_quality_cost_does_not_win_its_front():
-    # flip-like: best gain by a hair, at a third of the quality; both are on the first front, and the
-    # distance to the ideal puts the balanced defense first (issue #12: flip ranked first on gain alone)
-    t = rank_defenses(_rows(identity=(0.18, 0.80, 0.70), flip=(0.010, 0.23, 0.80), jpeg=(0.012, 0.70, 0.85)))
+def test_a_defense_that_removes_no_gain_cannot_win_on_image_quality():
+    # flip against an adaptive attack: the same gain as without defense, the best quality; jpeg removes 60 %
+    t = rank_defenses(_rows(identity=(0.15, 0.74, 0.94), flip=(0.155, 0.74, 0.83), jpeg=(0.06, 0.60, 0.54)))
     assert list(t["defense"]) == ["identity", "jpeg", "flip"]
-    assert t["front"].isna().iloc[0] and list(t["front"].iloc[1:]) == [1, 1]
-    assert t.loc[t["defense"] == "jpeg", "distance"].item() < t.loc[t["defense"] == "flip", "distance"].item()
+    removed = dict(zip(t["defense"], t["removed"]))
+    assert removed["jpeg"] == pytest.approx(1 - 0.06 / 0.15) and removed["flip"] == pytest.approx(1 - 0.155 / 0.15)
+    assert "makes the metric easier to attack" in t.loc[t["defense"] == "flip", "notes"].item()
+
+
+def test_wrecking_the_image_cannot_win_on_gain():
+    # a grey square removes all gain, at quality ~0.06 and no ranking of images left (fidelity NaN counts 0)
+    t = rank_defenses(_rows(identity=(0.15, 0.74, 0.94), grey=(0.0, 0.06, math.nan), jpeg=(0.05, 0.60, 0.7)))
+    assert t.loc[t["defense"] == "jpeg", "rank"].item() == 1 and t.loc[t["defense"] == "grey", "rank"].item() == 2
 
 
 def test_baselines_are_the_reference_row_and_never_ranked():
-    t = rank_defenses(_rows(identity=(0.0, 1.0, 1.0), jpeg=(0.05, 0.6, 0.7)))
+    t = rank_defenses(_rows(jpeg=(0.05, 0.6, 0.7), identity=(0.1, 1.0, 1.0)))
     ident = t[t["defense"] == "identity"].iloc[0]
-    assert t.iloc[0]["defense"] == "identity" and pd.isna(ident["rank"]) and pd.isna(ident["front"])
+    assert t.iloc[0]["defense"] == "identity" and pd.isna(ident["rank"]) and ident["reference_gain"] == 0.1
     assert t.loc[t["defense"] == "jpeg", "rank"].item() == 1
 
 
@@ -51,8 +50,9 @@ def test_no_defense_is_ranked_above_one_that_dominates_it():
     for _ in range(30):
         n = int(rng.integers(2, 9))
         vals = rng.integers(0, 4, size=(n, 3)).astype(float) / 4   # ties on purpose
-        t = rank_defenses(_rows(**{f"d{i}": tuple(v) for i, v in enumerate(vals)}))
-        crit = np.column_stack([-t["worst_robust_gain"], t["quality"], t["srocc_def_clean"]]).astype(float)
+        t = rank_defenses(_rows(identity=(1.0, 1.0, 1.0), **{f"d{i}": tuple(v) for i, v in enumerate(vals)}))
+        t = t[~t["baseline"]]
+        crit = np.column_stack([-t["worst_gain"], t["quality"], t["fidelity"]]).astype(float)
         rank = t["rank"].to_numpy(float)
         for a in range(n):
             for b in range(n):
@@ -60,33 +60,27 @@ def test_no_defense_is_ranked_above_one_that_dominates_it():
                     assert rank[b] < rank[a]
 
 
-def test_pareto_fronts_treat_missing_values_as_worst():
-    v = np.array([[1.0, np.nan], [0.5, 0.5], [0.2, 0.1]])
-    assert list(pareto_fronts(v)) == [1, 1, 2]
+def test_fidelity_is_srocc_with_mos_where_there_is_mos_else_with_the_undefended_scores():
+    rows = _rows(identity=(0.1, 1.0, 1.0), a=(0.05, 0.5, 0.9))
+    assert rank_defenses(rows).set_index("defense").loc["a", "fidelity"] == 0.9
+    rows["fidelity_m"], rows["fidelity_s"] = math.nan, 0.4
+    assert rank_defenses(rows).set_index("defense").loc["a", "fidelity"] == 0.4
 
 
-def test_srocc_criterion_is_dropped_without_mos():
-    t = rank_defenses(_rows(a=(0.01, 0.5, math.nan), b=(0.02, 0.6, math.nan)))
-    assert set(t["front"]) == {1}          # without SROCC neither dominates the other
-
-
-def test_damage_flag_compares_purified_and_attacked_psnr():
-    cells = pd.DataFrame({"psnr_attack": [40.0, 40.0, 30.0], "psnr_def_adv": [35.0, 45.0, 12.0],
-                          "psnr_def_adv_aligned": [35.0, 45.0, 60.0]})
-    # the third (a mirror image) is far from x but close to the mirrored x: the aligned PSNR decides
-    assert list(damages(cells)) == [True, False, False]
-    assert list(damages(cells.drop(columns="psnr_def_adv_aligned"))) == [True, False, True]
-
-
-def test_defense_rows_take_the_worst_attack_and_aligned_quality_where_present():
-    cells = pd.DataFrame({"dataset": "d", "metric": "m", "defense": ["f", "f", "j"], "attack": ["a", "b", "a"],
-                          "robust_abs_gain": [0.02, 0.05, 0.03], "both_defended_abs_gain": [0.0, 0.01, 0.02],
-                          "purified_quality": [0.2, 0.21, 0.6], "purified_quality_aligned": [0.9, 0.8, math.nan],
-                          "n_images": 4, "adaptive_attack": [False, True, False]})
-    rows = defense_rows(cells, ["dataset", "metric", "defense"]).set_index("defense")
-    assert rows.loc["f", "worst_attack"] == "b" and rows.loc["f", "quality"] == 0.8
-    assert rows.loc["j", "quality"] == 0.6              # no aligned value: the unaligned one
-    assert rows.loc["f", "adaptive"] and not rows.loc["j", "adaptive"] and rows.loc["f", "cell_index"] == [1, 0]
+def test_defense_rows_take_the_worst_attack_by_gain_through_the_defense_per_budget():
+    cells = pd.DataFrame({"dataset": "d", "metric": "m", "defense": ["f", "f", "j", "f"], "attack": ["a", "b", "a", "c"],
+                          "budget": [4 / 255] * 3 + [8 / 255], "threat_model": "linf",
+                          "defended_gain": [0.02, 0.05, 0.03, 0.2], "robust_abs_gain": [0.09, 0.05, 0.03, 0.2],
+                          "purified_quality": [0.2, 0.21, 0.6, 0.1], "purified_quality_aligned": [0.9, 0.8, math.nan, 0.7],
+                          "n_images": 4, "adaptive_attack": [False, True, False, True]})
+    rows = defense_rows(cells, ["dataset", "metric", "defense"]).set_index(["budget_label", "defense"])
+    f4 = rows.loc[("4/255 L∞", "f")]
+    # the worst case is b (largest g_D), not a (largest robust gain, which adds the defense's own shift)
+    assert f4["worst_attack"] == "b" and f4["quality"] == 0.8 and f4["cell_index"] == [1, 0]
+    assert f4["worst_robust_gain"] == 0.09                 # the published measure, kept under its name
+    assert rows.loc[("4/255 L∞", "j"), "quality"] == 0.6   # no aligned value: the unaligned one
+    assert rows.loc[("8/255 L∞", "f"), "worst_attack"] == "c"   # another budget: another row
+    assert f4["adaptive"] and not rows.loc[("4/255 L∞", "j"), "adaptive"]
 
 
 def test_schema_titles_formulas_and_directions():
@@ -112,10 +106,12 @@ name = "default"
 [[attacks]]
 name = "fgsm"
 eps = ["2/255", "6/255"]
+adaptive = false
 [[attacks]]
 name = "pgd"
 eps = "4/255"
 steps = 2
+adaptive = false
 [[defenses]]
 name = "identity"
 [[defenses]]
@@ -143,7 +139,7 @@ def _decodes(uri: str) -> tuple[int, int]:
     from PIL import Image
 
     head, data = uri.split(",", 1)
-    assert head == "data:image/jpeg;base64"
+    assert head == "data:image/png;base64"
     with Image.open(io.BytesIO(base64.b64decode(data))) as im:
         im.load()
         return im.size
@@ -151,21 +147,30 @@ def _decodes(uri: str) -> tuple[int, int]:
 
 def test_report_page_sections_plots_and_strips(report_run):
     html = (report_run / "report.html").read_text()
-    # one section, a ranking with the identity as reference, the rule and the measures document
-    assert html.count("<section") == 1 and "Which defense, at what cost" in html and ">reference<" in html
-    assert "Pareto front" in html and "docs/measures.md" in html
+    # one section, a ranking per budget with the identity as reference, intervals, the rule and the document
+    assert html.count("<section") == 1 and "Which defense holds against an attacker who knows it" in html
+    assert ">reference<" in html and html.count('-rank') >= 3 and "rank interval" in html
+    assert "Indicative ranking: 4 images" in html and "docs/measures.md" in html
+    # no link leaves the page: in-page anchors only, each naming an element of the page
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith("#") for h in hrefs)
+    ids = set(re.findall(r'id="([^"]+)"', html))
+    assert all(h[1:] in ids for h in hrefs)
     # grouped compact table with hover formulas, best and worst marks, the raw table behind a toggle
-    assert 'class="grp"' in html and "mean |s − s&#39;_D| / r" in html
+    assert 'class="grp"' in html and "mean d · sign · (s&#39;_D − s_D) / r" in html
     assert 'class="best' in html and 'class="worst' in html and "<details><summary>Every column" in html
     # heatmap, trade-off plot with ticks and a legend, budget curves (fgsm has two budgets)
     assert 'class="heat"' in html and "attack alone" in html
-    assert html.count('text-anchor="middle">0.') >= 2 and "(colour)" in html and "(marker)" in html
+    assert html.count('text-anchor="middle">0.') >= 2 and "(colour)" in html
     assert "2/255" in html and "6/255" in html and "Gain against budget" in html
-    # every cell has a strip of three images per pick, all decodable JPEG thumbnails ≤ 256 px
+    # strips of the first budget: one clean image, then per defense x', D(x'), |x' − x|, |D(x') − x| and the zoom
+    # (identity: x', |x' − x|, zoom), all lossless PNG at native size (96 px; the zoom 4 × 32 px per image)
     srcs = re.findall(r'<img src="(data:[^"]+)"', html)
-    assert len(srcs) == 4 * 3 * 3 * 3
-    assert all(max(_decodes(s)) <= 256 for s in srcs)
+    assert len(srcs) == 1 + 3 + 3 * 5
+    sizes = [_decodes(s) for s in srcs]
+    assert sizes[0] == (96, 96) and (4 * 32 * 3 + 2 * 2, 4 * 32) in sizes and (4 * 32 * 2 + 2, 4 * 32) in sizes
     assert "src=\"http" not in html and "<script src" not in html
+    assert "torch " in html and "CUDA " in html
 
 
 def test_report_attaches_the_baseline_flag_once_and_renders_the_same_page(report_run, monkeypatch):
@@ -184,14 +189,15 @@ def test_report_attaches_the_baseline_flag_once_and_renders_the_same_page(report
 
 
 def test_shared_cell_text_of_report_and_leaderboard():
-    from benchmark.reports.format import as_float, defense_flags, fmt, header, rank_text
+    from benchmark.reports.format import as_float, defense_flags, fmt, header, rank_text, value_cell
 
     assert header("robust_abs_gain")["title"].endswith(" ↓") and "s'_D" in header("robust_abs_gain")["hover"]
     assert header("no_such_column") == {"title": "no_such_column", "hover": "no_such_column"}
     assert header("quality", "q")["hover"] == "q"
-    assert rank_text(pd.NA, pd.NA, True) == ("reference", "") and rank_text(2, 1, False) == ("2", "1")
-    assert defense_flags(True, False, False) == ["damages more than the attack", "met no adaptive attack"]
-    assert defense_flags(False, False, True) == [] and defense_flags(False, True, False) == []
+    assert rank_text(pd.NA, pd.NA, pd.NA, True) == ("reference", "") and rank_text(2, 1, 3, False) == ("2", "1–3")
+    assert rank_text(2, 2, 2, False) == ("2", "2") and rank_text(2, pd.NA, pd.NA, False) == ("2", "")
+    assert defense_flags("a; b") == ["a", "b"] and defense_flags("") == [] and defense_flags(math.nan) == []
+    assert value_cell(0.12345, 0.1, 0.2) == {"text": "0.123", "ci": "[0.1, 0.2]", "sort": 0.12345}
     assert fmt(0.123456) == "0.1235" and fmt(math.nan) == "–" and fmt(True) == "yes" and fmt(None) == "–"
     assert as_float("x") != as_float("x") and as_float("2.5") == 2.5 and math.isnan(as_float(None))
 
@@ -199,30 +205,46 @@ def test_shared_cell_text_of_report_and_leaderboard():
 def test_strips_recompute_the_purified_image_deterministic_and_stochastic(report_run):
     html = (report_run / "report.html").read_text()
     # jpeg (deterministic) and random_noise (stochastic, batch of 3 with the stage's seed) reproduce the
-    # stored PSNR(x, D(x')): no cell falls back to the difference image
-    assert html.count('alt="purified ') == 4 * 3 * 3 and "|x&#39; − x| ×" not in html
+    # stored PSNR(x, D(x')): every defense's strip shows D(x')
+    assert html.count('alt="purified ') == 3 and "not the stored" not in html
+    # the difference panels state their amplification, the zoom its region
+    assert re.search(r"\|x&#39; − x\| ×\d+", html) and "the largest perturbation" in html
     # the clean images are cached for the next rendering
-    assert len(list((report_run / "cache" / "clean").glob("*.png"))) >= 3
+    assert len(list((report_run / "cache" / "clean").glob("*.png"))) >= 1
 
 
-def test_strip_falls_back_to_the_difference_when_the_defense_is_not_reproducible(report_run, monkeypatch):
+def test_strip_says_why_when_the_defense_is_not_reproducible(report_run, monkeypatch):
+    import json
+
     from benchmark.records import load_records
     from benchmark.reports import strips
     from benchmark.reports.runinfo import load_manifest
 
     records = load_records(report_run)
-    cells = [{"index": 0, "dataset": records["dataset"].iloc[0], "metric": "default",
-              "attack": "pgd(eps=4/255,steps=2)", "defense": "jpeg(quality=40)"}]
-    import json
-
+    cell = {"index": 0, "dataset": records["dataset"].iloc[0], "metric": "default",
+            "attack": "pgd(eps=4/255,steps=2)", "defense": "jpeg(quality=40)", "anchor": "s", "baseline": False}
     planned = json.loads((report_run / "cells.json").read_text())
-    cells[0]["keys"] = next(c["keys"] for c in planned if c["attack"] == cells[0]["attack"]
-                            and c["defense"] == cells[0]["defense"])
-    # a defense whose output here differs from the stored run (e.g. changed code): its images are refused
+    cell["keys"] = next(c["keys"] for c in planned if c["attack"] == cell["attack"] and c["defense"] == cell["defense"])
+    image = str(records["image_id"].iloc[0])
+    # a defense whose output here differs from the stored run (e.g. changed code): its image is refused
     monkeypatch.setattr(strips._Sources, "purified", lambda self, cell, i, order, adv: (adv.get(i) * 0.5, ""))
-    out = strips.cell_strips(report_run, load_manifest(report_run), records, cells)[0]
-    assert any("not the stored" in n for n in out["notes"])
-    assert all(p["thumbs"][2]["alt"].startswith("difference") for p in out["picks"])
+    out = strips.section_strips(report_run, load_manifest(report_run), records, [cell], image)
+    strip = out["strips"][0]
+    assert "not the stored" in strip["why"] and out["clean"] is not None
+    assert [p["alt"].split()[0] for p in strip["panels"]] == ["attacked", "difference", "zoom"]
+
+
+def test_largest_region_finds_the_perturbation_and_difference_is_amplified():
+    import torch
+
+    from benchmark.reports.strips import amplification, difference, largest_region, zoomed
+
+    d = torch.zeros(3, 64, 80)
+    d[:, 40:50, 10:20] = 4 / 255
+    top, left, side = largest_region(d, 16)
+    assert side == 16 and 34 <= top <= 40 and 4 <= left <= 10
+    assert amplification(d) == round(0.5 / (4 / 255)) and difference(d, torch.zeros_like(d), 32).shape == (1, 64, 80)
+    assert zoomed(torch.rand(3, 64, 80), (0, 0, 16)).shape == (3, 64, 64)
 
 
 def test_report_escapes_labels_and_file_names(tmp_path):
@@ -245,6 +267,7 @@ label = "<script>alert('metric')</script>"
 [[attacks]]
 name = "fgsm"
 eps = "2/255"
+adaptive = false
 [[defenses]]
 name = "identity"
 [[defenses]]

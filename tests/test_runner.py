@@ -132,6 +132,7 @@ name = "cnniqa"
 weights = "absent/CNNIQA-LIVE"
 [[attacks]]
 name = "fgsm"
+adaptive = false
 [[defenses]]
 name = "identity"
 [[defenses]]

@@ -1,4 +1,5 @@
-"""Median smoothing's forward batch (fixed or tuned) does not change its noise draws, scores or certificates."""
+"""Median smoothing's forward batch (fixed or automatic) does not change its noise draws or certificates
+(the automatic batch's rule and exact records: tests/defenses/test_median_smoothing_batch.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 
 from benchmark.certify import median_certificate
 from benchmark.defenses import median_smoothing as msm
-from benchmark.defenses.median_smoothing import BatchTuner, MedianSmoothing
+from benchmark.defenses.median_smoothing import MedianSmoothing
 
 
 class TinyMetric(torch.nn.Module):
@@ -92,66 +93,3 @@ def test_noise_stream_gives_a_chunk_back_and_noisy_keeps_its_gradient(per_copy):
     assert torch.equal(y, ref) and 0 < (y == 1).sum() and 0 < (y == 0).sum()
     (gy,), (gr,) = torch.autograd.grad(y.square().sum(), x), torch.autograd.grad(ref.square().sum(), x)
     assert torch.equal(gy, gr)
-
-
-def test_tuner_tries_batches_on_real_samples_and_settles(monkeypatch):
-    metric = TinyMetric().eval()
-    x = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(2))
-    calls = []
-    ms = MedianSmoothing(n=100)
-    orig = ms.batch_scores
-    monkeypatch.setattr(ms, "batch_scores", lambda m, xb, g: calls.append(len(xb)) or orig(m, xb, g))
-    ms.samples(metric, x, torch.Generator().manual_seed(0))
-    assert sum(calls) == 300  # no sample computed twice, none left out
-    tuner = msm.tuner_for(metric, ms, x[0])
-    assert tuner.chosen in TUNER_CPU and set(tuner.times) <= set(TUNER_CPU)
-    assert calls[:3] == [1, 1, 1]  # warm-up, then two timed chunks of each candidate
-    # a second defense instance on the same metric and shape reuses the tuned size at once
-    calls.clear()
-    ms2 = MedianSmoothing(n=100)
-    monkeypatch.setattr(ms2, "batch_scores", lambda m, xb, g: calls.append(len(xb)) or orig(m, xb, g))
-    ms2.samples(metric, x[:1], torch.Generator().manual_seed(0))
-    assert set(calls[:-1]) == {tuner.chosen}
-
-
-TUNER_CPU = msm.TUNE_CANDIDATES["cpu"]
-
-
-class Denoised(MedianSmoothing):
-    """Median smoothing with a convolution before the metric, of a given kernel size (its cost)."""
-
-    def __init__(self, kernel: int, seed: int = 0, **kw):
-        super().__init__(**kw)
-        self.den = torch.nn.Conv2d(3, 3, kernel, padding="same")
-        torch.nn.init.normal_(self.den.weight, generator=torch.Generator().manual_seed(seed))
-
-    def denoise(self, x):
-        return self.den(x)
-
-
-def test_tuner_is_shared_by_defenses_of_one_cost_only():
-    metric, img = TinyMetric().eval(), torch.rand(3, 24, 24)
-    small = msm.tuner_for(metric, Denoised(3), img)
-    assert msm.tuner_for(metric, Denoised(3, seed=1), img) is small  # other weights, same architecture
-    assert msm.tuner_for(metric, Denoised(7), img) is not small  # a larger denoiser: tuned apart
-    assert msm.tuner_for(metric, Denoised(3, n=500), img) is not small  # other settings
-    assert msm.tuner_for(metric, MedianSmoothing(), img) is not small
-    assert msm.tuner_for(TinyMetric().eval(), Denoised(3), img) is not small  # another metric
-
-
-def test_tuner_rules():
-    t = BatchTuner((1, 2, 4, 8))
-    t.record(1, 9.0)                                     # warm-up: not counted
-    for b, per_sample in [(1, 1.0), (1, 1.0), (2, 0.5), (2, 0.6), (4, 0.4), (4, 0.45)]:
-        assert t.next_batch(100) == b
-        t.record(b, per_sample * b)
-    assert t.chosen is None and t.next_batch(100) == 8
-    t.record(8, 0.6 * 8), t.record(8, 0.6 * 8)           # past the peak (> 1.25 × 0.4): stop
-    assert t.chosen == 4 and t.next_batch(3) == 4
-    small = BatchTuner((1, 2, 4, 8))
-    small.record(1, 1.0), small.record(1, 0.5), small.record(1, 0.5)
-    assert small.next_batch(1) == 1 and small.chosen == 1  # n = 1 cannot try 2
-    oom = BatchTuner((1, 2, 4))
-    oom.record(1, 1.0), oom.record(1, 1.0), oom.record(1, 1.0), oom.record(2, 1.0), oom.record(2, 1.0)
-    oom.too_big(4)
-    assert oom.chosen == 2

@@ -29,6 +29,7 @@ name = "default"
 name = "pgd"
 eps = {eps}
 steps = 2
+adaptive = false
 [[defenses]]
 name = "identity"
 [[defenses]]

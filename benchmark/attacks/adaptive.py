@@ -5,6 +5,7 @@
   ``∇_x E_t L(D_t(x)) ≈ (1/K) Σ_k ∇_x L(D_{t_k}(x))``; every forward pass draws fresh randomness.
 - BPDA: a non-differentiable defense is applied for real in the forward pass and replaced by its
   declared differentiable ``surrogate`` (identity by default) in the backward pass.
+- A defense that ``replaces_metric`` (a fine-tuned metric) is attacked through its ``defended_metric``.
 
 In a config: ``adaptive = true`` (and ``eot_samples = K``, default 1; AutoAttack uses 20) in an
 ``[[attacks]]`` table. The runner then attacks once per defense instead of once per metric.
@@ -34,6 +35,8 @@ class DefendedMetric(Metric):
         super().__init__()
         if eot_samples < 1:
             raise ValueError(f"eot_samples must be >= 1, got {eot_samples}")
+        if getattr(defense, "replaces_metric", False):  # a fine-tuned metric (robust_metric): attack it, not f
+            metric = defense.defended_metric(metric)
         self.metric, self.defense, self.eot_samples = metric, defense, eot_samples
         self.generator = generator
         self.lower_better, self.score_range = metric.lower_better, metric.score_range

@@ -13,12 +13,30 @@ import torch
 
 Direction = Literal["increase", "decrease"]
 
+# Budget units: key -> (short label for tables, what the number measures). An attack's ``budget`` is a bound in
+# its unit that its output keeps, after 8-bit quantisation too (:meth:`Attack.finish`).
+BUDGET_UNITS: dict[str, tuple[str, str]] = {
+    "linf": ("L∞", "max |x' − x| over pixels and channels, on [0, 1] values"),
+    "l2": ("L2", "‖x' − x‖₂ over the whole image, on [0, 1] values"),
+    "rmse": ("RMSE", "‖x' − x‖₂ / √(3·H·W), on [0, 1] values"),
+    "l0_pixels": ("L0 px", "number of pixels (any channel) that differ from x"),
+    "patch_area": ("patch area", "fraction of the image's pixels that the patch covers"),
+    "colour_filter": ("colour filter", "bound on the colour filter's parameters (AdvCF: how much steeper, minus 1, "
+                      "one piece of a colour curve may be than another; 0 is the identity)"),
+    "flow": ("flow px", "largest displacement of a pixel by the flow field, in pixels"),
+    "perceptual": ("perceptual", "perceptual distance d(x', x) of the attack's constraint (LPIPS, DISTS, 1 − SSIM)"),
+}
+
 
 class Attack:
     """Base class. Subclasses implement ``__call__(model, x, *, generator) -> x_adv``.
 
     Capabilities (class attributes the harness reads, with their defaults): ``threat_model`` (``"linf"``,
-    ``"l2"``, ``"universal"``, ...); ``budget`` (the L∞/L2 radius it guarantees, or None);
+    ``"l2"``, ``"universal"``, ...); ``budget_unit`` (the unit its budget is given and kept in, a key of
+    :data:`BUDGET_UNITS`: ``"linf"``, ``"l2"``, ``"rmse"``, ``"l0_pixels"``, ``"patch_area"``,
+    ``"colour_filter"``, ``"flow"``, ``"perceptual"``; by default the threat model's where it is one, else
+    ``"linf"``); ``budget`` (the radius it guarantees in that unit, or None; :meth:`measured_budget` measures it
+    per image, :meth:`finish` keeps it on the 8-bit grid);
     ``strength_param`` (the constructor keyword the budget calibration varies); ``needs_gradient`` (True:
     it differentiates the metric, so the runner skips it, with the reason, on a metric that declares
     ``differentiable = False``; score-only attacks set False); ``needs_fit`` (False: True when the attack
@@ -45,7 +63,46 @@ class Attack:
 
     @property
     def budget(self) -> float | None:
+        """The bound the attack keeps, in :attr:`budget_unit`."""
         return getattr(self, "eps", None)
+
+    @property
+    def budget_unit(self) -> str:
+        """A key of :data:`BUDGET_UNITS`. Subclasses declare it as a class attribute (``budget_unit = "flow"``);
+        undeclared, it is the threat model where that is a unit (``linf``, ``l2``, ``rmse``), else ``linf``."""
+        return self.threat_model if self.threat_model in ("linf", "l2", "rmse") else "linf"
+
+    def describe_budget(self) -> str:
+        """The budget with its unit, for logs and tables: ``"8/255 L∞"``, ``"0.5 flow px"``, ``"none"``."""
+        b = self.budget
+        if b is None:
+            return "none"
+        from ..registry import number_text
+
+        text = number_text(float(b))
+        return f"{text if '/' in text or len(text) <= 6 else f'{b:.4g}'} {BUDGET_UNITS[self.budget_unit][0]}"
+
+    # Per image, the budget the last call used, in budget_unit, for attacks whose budget is a bound on their own
+    # parameters (flow, colour filter) and so not measurable from (x', x) alone; None otherwise.
+    last_budget: torch.Tensor | None = None
+
+    def measured_budget(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per image, the budget ``x_adv`` spends in :attr:`budget_unit` (what ``calibrate`` targets in the
+        attack's own unit and what the tests check against :attr:`budget`)."""
+        d = (x_adv - x).flatten(1)
+        unit = self.budget_unit
+        if unit == "linf":
+            return d.abs().amax(1)
+        if unit == "l2":
+            return d.norm(dim=1)
+        if unit == "rmse":
+            return d.norm(dim=1) / d.shape[1] ** 0.5
+        if unit in ("l0_pixels", "patch_area"):
+            changed = ((x_adv - x).abs() > 0.5 / 255).any(dim=1).flatten(1).sum(1).to(x.dtype)
+            return changed if unit == "l0_pixels" else changed / (x.shape[-1] * x.shape[-2])
+        if self.last_budget is not None and len(self.last_budget) == len(x):
+            return self.last_budget
+        raise NotImplementedError(f"{type(self).__name__} does not measure its {unit} budget from images")
 
     def objective(self, model, x: torch.Tensor) -> torch.Tensor:
         """Per-image ``d · sign · f(x) / r`` (to maximise)."""
@@ -70,13 +127,26 @@ class Attack:
         return grad, obj.detach()
 
     def finish(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The output as the harness will store it: on the 8-bit grid when ``output_8bit`` (keeping an L∞
-        budget, :func:`benchmark.images.quantize_8bit`), else unchanged."""
+        """The output as the harness will store it: on the 8-bit grid when ``output_8bit``, else unchanged.
+
+        Quantisation keeps the budget: an L∞ one by clipping the levels (:func:`benchmark.images.quantize_8bit`),
+        an L2/RMSE one by shrinking the perturbation towards ``x`` (:func:`shrink_8bit`), any other unit by
+        :meth:`keep_budget_8bit`, which attacks of that unit override."""
         if not self.output_8bit:
             return x_adv
         from ..images import quantize_8bit
 
-        return quantize_8bit(x_adv, x, self.budget if self.threat_model == "linf" else None)
+        unit, b = self.budget_unit, self.budget
+        q = quantize_8bit(x_adv, x, b if unit == "linf" else None)
+        if unit in ("l2", "rmse") and b is not None:
+            q = shrink_8bit(q, x, b * (x[0].numel() ** 0.5 if unit == "rmse" else 1.0))
+        return self.keep_budget_8bit(q, x)
+
+    def keep_budget_8bit(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``q`` (``x'`` on the 8-bit grid) brought back within the budget where rounding took it out; units
+        that rounding cannot break (L0 and patch area: an unchanged pixel stays unchanged; parameter bounds
+        such as flow and colour filter) need nothing."""
+        return q
 
     def fit_params(self) -> dict:
         """What determines the fitted state (the key of its stored artifact); ``needs_fit`` attacks override."""
@@ -106,3 +176,15 @@ def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor
 
 def l2_normalize(g: torch.Tensor) -> torch.Tensor:
     return g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
+
+
+def shrink_8bit(q: torch.Tensor, x: torch.Tensor, radius: float) -> torch.Tensor:
+    """``q`` (on the 8-bit grid, as ``x``) with, per image whose ``‖q − x‖₂`` exceeds ``radius``, its
+    perturbation scaled by ``radius / ‖q − x‖₂`` and rounded towards ``x`` level by level: on the grid and
+    within the L2 ball (no level moves away from ``x``). Images within the ball are unchanged."""
+    base = torch.round(x * 255)
+    levels = torch.round(q * 255) - base
+    norm = levels.flatten(1).norm(dim=1) / 255
+    scale = torch.clamp(radius / norm.clamp_min(1e-12), max=1.0).view(-1, *[1] * (q.dim() - 1))
+    shrunk = torch.trunc(levels * scale)
+    return (base + torch.where(scale < 1, shrunk, levels)).clamp(0, 255) / 255

@@ -30,9 +30,10 @@ class CLIVE(TableDataset):
     mos_range = (0.0, 100.0)
 
     def __init__(self, root: Path, include_training_images: bool = False, split: Split = "all",
-                 train_fraction: float = 0.8, seed: int = 0, limit: int | None = None, stratify: bool = True):
+                 train_fraction: float = 0.8, seed: int = 0, limit: int | None = None, stratify: bool = True,
+                 drop_bad_mos: bool = False):
         self.include_training_images = include_training_images
-        super().__init__(root, split, train_fraction, seed, limit, stratify)
+        super().__init__(root, split, train_fraction, seed, limit, stratify, drop_bad_mos)
 
     def entries(self) -> list[Entry]:
         names_mat, mos_mat = self.need("Data/AllImages_release.mat"), self.need("Data/AllMOS_release.mat")

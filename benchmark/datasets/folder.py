@@ -1,4 +1,10 @@
-"""An image folder, with an optional CSV of subjective scores (MOS)."""
+"""An image folder, with an optional CSV of subjective scores (MOS).
+
+Every problem of the folder and its CSV is found in one pass and reported together (one line each, naming the
+CSV and line): a missing column, a row repeating an image, naming an absent image or one outside the folder,
+a MOS that is empty, not a number, NaN or infinite (or, with ``drop_bad_mos = true``, a warning naming every
+image left out for it), a MOS outside ``mos_range``, a folder without images.
+"""
 from __future__ import annotations
 
 import csv
@@ -10,7 +16,7 @@ from ..images import read_image
 from ..params import expect_dir, expect_file, expect_range
 from ..registry import DATASETS
 from .base import Dataset, Sample
-from .table import inside, outside_error
+from .table import Entry, data_errors, inside, outside_error, parse_mos, usable_mos
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -23,7 +29,9 @@ class ImageFolder(Dataset):
     With one, the CSV lists the images; a row naming an absent file, a file outside ``root`` (an absolute
     or ``../`` path, or a symbolic link out of it) or an image listed twice is an error naming the row.
     ``mos_lower_better`` marks DMOS-like scales. ``mos_range = [lo, hi]`` (needs ``mos_csv``) declares
-    the scale: a MOS outside it is an error naming the image, which catches a wrong column or scale.
+    the scale: a MOS outside it is an error naming the image, which catches a wrong column or scale. A MOS that
+    is empty, not a number, NaN or infinite is an error, or with ``drop_bad_mos = true`` its image is left out
+    with a warning naming it.
     """
 
     @classmethod
@@ -37,7 +45,7 @@ class ImageFolder(Dataset):
 
     def __init__(self, root: Path, mos_csv: Path | None = None, image_column: str = "image",
                  mos_column: str = "mos", mos_lower_better: bool = False,
-                 mos_range: tuple[float, float] | None = None, limit: int | None = None):
+                 mos_range: tuple[float, float] | None = None, limit: int | None = None, drop_bad_mos: bool = False):
         if not root.is_dir():
             raise ConfigError(f"dataset folder not found: {root}")
         self.root = root
@@ -47,45 +55,53 @@ class ImageFolder(Dataset):
             names = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             outside = [n for n in names if inside(root, n) is None]
             if outside:
-                raise DataError(f"{root / outside[0]} is a symbolic link out of the dataset folder {root}; refused")
+                raise data_errors([f"{root / n} is a symbolic link out of the dataset folder {root}; refused"
+                                   for n in outside])
             self.mos = {n: None for n in names}
+            if not self.mos:
+                raise ConfigError(f"no images found in {root} (files ending in {', '.join(sorted(IMAGE_SUFFIXES))})")
         else:
-            self.mos = self._read_csv(mos_csv, image_column, mos_column)
-        if mos_range is not None:
-            lo, hi = mos_range
-            bad = next(((n, m) for n, m in self.mos.items() if m is not None and not lo <= m <= hi), None)
-            if bad is not None:
-                raise DataError(f"{mos_csv}: MOS {bad[1]:g} of {bad[0]!r} lies outside mos_range [{lo:g}, {hi:g}]")
-        if not self.mos:
-            raise ConfigError(f"no images found in {root}" + (f" listed by {mos_csv}" if mos_csv else ""))
+            entries, problems = self._read_csv(mos_csv, image_column, mos_column)
+            entries = usable_mos(entries, str(mos_csv), drop_bad_mos, problems)
+            if mos_range is not None:
+                lo, hi = mos_range
+                bad = [e for e in entries if not lo <= e.mos <= hi]
+                if bad:
+                    raise data_errors([f"{mos_csv}: MOS {e.mos:g} of {e.image_id!r} lies outside mos_range "
+                                       f"[{lo:g}, {hi:g}] ({e.origin.rsplit(', ', 1)[-1]})" for e in bad])
+            self.mos = {e.image_id: e.mos for e in entries}
+            if not self.mos:
+                raise ConfigError(f"no images with a usable MOS in {root} listed by {mos_csv}")
         self._ids = self.subset(list(self.mos), limit)
 
-    def _read_csv(self, path: Path, image_col: str, mos_col: str) -> dict[str, float | None]:
+    def _read_csv(self, path: Path, image_col: str, mos_col: str) -> tuple[list[Entry], list[str]]:
+        """The CSV's rows as entries (a MOS that is not a number kept as NaN, for :func:`usable_mos`) and every
+        other problem of the file (rows repeating an image, naming an absent one or one outside the folder)."""
         if not path.is_file():
             raise ConfigError(f"MOS file not found: {path}")
+        problems, out, seen = [], [], {}
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             cols = reader.fieldnames or []
             for c in (image_col, mos_col):
                 if c not in cols:
                     raise ConfigError(f"{path}: no column '{c}' (columns: {cols})")
-            out, seen = {}, {}
             for line, row in enumerate(reader, start=2):
                 name = row[image_col]
-                try:
-                    out[name] = float(row[mos_col])
-                except (TypeError, ValueError):
-                    raise DataError(f"{path}, line {line}: MOS {row[mos_col]!r} of {name!r} is not a number") from None
-                if name in seen:
-                    raise DataError(f"{path}, line {line}: image {name!r} is listed again (first on line "
+                if not name:
+                    problems.append(f"{path}, line {line}: no image name in column '{image_col}'")
+                elif name in seen:
+                    problems.append(f"{path}, line {line}: image {name!r} is listed again (first on line "
                                     f"{seen[name]}); each image must appear once")
-                if inside(self.root, name or "") is None:
-                    raise outside_error(path, line, name, self.root)
-                seen[name] = line
-        missing = [n for n in out if not (self.root / n).is_file()]
-        if missing:
-            raise DataError(f"{path} lists {len(missing)} image(s) absent from {self.root}, e.g. {missing[0]}")
-        return out
+                elif inside(self.root, name) is None:
+                    problems.append(str(outside_error(path, line, name, self.root)))
+                elif not (self.root / name).is_file():
+                    problems.append(f"{path}, line {line}: image {name!r} is absent from {self.root}")
+                else:
+                    seen[name] = line
+                    mos, raw = parse_mos(row[mos_col])
+                    out.append(Entry(name, self.root / name, mos, name, f"{path}, line {line}", raw))
+        return out, problems
 
     def ids(self) -> list[str]:
         return self._ids

@@ -22,9 +22,10 @@ class KonIQ10k(TableDataset):
     mos_range = (1.0, 5.0)
 
     def __init__(self, root: Path, resolution: Literal["512x384", "1024x768"] = "512x384", split: Split = "all",
-                 train_fraction: float = 0.8, seed: int = 0, limit: int | None = None, stratify: bool = True):
+                 train_fraction: float = 0.8, seed: int = 0, limit: int | None = None, stratify: bool = True,
+                 drop_bad_mos: bool = False):
         self.resolution = resolution
-        super().__init__(root, split, train_fraction, seed, limit, stratify)
+        super().__init__(root, split, train_fraction, seed, limit, stratify, drop_bad_mos)
 
     def entries(self) -> list[Entry]:
         table = self.need("koniq10k_scores_and_distributions.csv")

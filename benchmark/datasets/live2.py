@@ -30,9 +30,10 @@ class LIVE2(TableDataset):
     mos_range = (0.0, 100.0)
 
     def __init__(self, root: Path, realigned: bool = True, split: Split = "all", train_fraction: float = 0.8,
-                 seed: int = 0, limit: int | None = None, stratify: bool = True):
+                 seed: int = 0, limit: int | None = None, stratify: bool = True,
+                 drop_bad_mos: bool = False):
         self.realigned = realigned
-        super().__init__(root, split, train_fraction, seed, limit, stratify)
+        super().__init__(root, split, train_fraction, seed, limit, stratify, drop_bad_mos)
 
     def entries(self) -> list[Entry]:
         mat, key = ("dmos_realigned.mat", "dmos_new") if self.realigned else ("dmos.mat", "dmos")

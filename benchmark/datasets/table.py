@@ -10,11 +10,16 @@ disjoint by group (reference content), and MOS-stratified subsets.
   spread evenly in file order.
 
 Every image must lie in the dataset folder: a score-table row naming an absolute or ``../`` path or a
-symbolic link out of its folder, and a row repeating an image, are errors naming the table and line.
+symbolic link out of its folder, a row repeating an image, and a row naming an absent image are errors
+naming the table and line. A MOS that is empty, not a number, NaN or infinite is an error too, or, with
+``drop_bad_mos = true``, a warning that names every image left out. Every problem of a table is found in one
+pass (:class:`~benchmark.errors.DataErrors`, one line each, at most ``MAX_LISTED`` and a count of the rest).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,20 +27,65 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, DataErrors
 from ..images import read_image
 from ..params import expect_dir
 from .base import Dataset, Sample
 
 Split = Literal["all", "train", "test"]
+MAX_LISTED = 50  # problems of one dataset listed one per line; the rest are counted
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Entry:
     image_id: str
     path: Path
-    mos: float
+    mos: float             # NaN when the table's value is not a number (``raw_mos`` holds it)
     group: str
+    origin: str = ""       # "<table>, line <n>" for messages
+    raw_mos: str | None = None
+
+    def mos_problem(self) -> str | None:
+        """Why this entry's MOS is unusable (empty, not a number, NaN, infinite), or None."""
+        if math.isfinite(self.mos):
+            return None
+        shown = self.raw_mos if self.raw_mos is not None else repr(self.mos)
+        return f"{self.origin + ': ' if self.origin else ''}MOS {shown!r} of {self.image_id!r} is " + \
+            ("empty" if not str(shown).strip() else "not a finite number")
+
+
+def parse_mos(text: Any) -> tuple[float, str | None]:
+    """A table's MOS cell as a float (NaN when empty or not a number) and its raw text when it is not one."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return math.nan, "" if text is None else str(text)
+    return value, (None if math.isfinite(value) else str(text))
+
+
+def data_errors(problems: list[str]) -> DataErrors:
+    """One DataError per problem, at most ``MAX_LISTED``, then one line counting the rest."""
+    shown = [DataError(p) for p in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED:
+        shown.append(DataError(f"... and {len(problems) - MAX_LISTED} more problems like these"))
+    return DataErrors(shown)
+
+
+def usable_mos(entries: list, name: str, drop_bad_mos: bool, problems: list[str] = ()) -> list:
+    """``entries`` without those whose MOS is unusable: an error listing them all (after the other
+    ``problems`` found in the same table), or with ``drop_bad_mos`` a warning naming every image dropped."""
+    bad = [(e, p) for e in entries if (p := e.mos_problem()) is not None]
+    listed = list(problems) + ([] if drop_bad_mos else
+                               [f"{p}; fix it, or set drop_bad_mos = true to leave such images out" for _, p in bad])
+    if listed:
+        raise data_errors(listed)
+    if not bad:
+        return entries
+    log.warning("%s: drop_bad_mos = true: %d image(s) left out, their MOS unusable: %s", name, len(bad),
+                "; ".join(p for _, p in bad))
+    dropped = {id(e) for e, _ in bad}
+    return [e for e in entries if id(e) not in dropped]
 
 
 def resolves_within(path: Path, root: Path) -> bool:
@@ -70,26 +120,34 @@ def outside_error(table: Path, line: int, name: str, root: Path) -> DataError:
 
 
 def csv_entries(table: Path, folder: Path, name_col: str, mos_col: str, group_col: str | None = None) -> list[Entry]:
-    """Entries from a CSV score table; a bad row, an image outside ``folder`` or a repeated image is an
-    error naming the file and line."""
+    """Entries from a CSV score table; a row without the columns, an image outside ``folder`` or a repeated
+    image is an error naming the file and line (all of them, :func:`data_errors`). A MOS that is not a number
+    is kept as NaN with its text (:meth:`Entry.mos_problem`; TableDataset refuses or drops it)."""
     import csv
 
-    out, seen = [], {}
+    out, seen, problems = [], {}, []
     with table.open(newline="", encoding="utf-8-sig") as fh:
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            try:
-                name = row[name_col]
-                entry = Entry(name, folder / name, float(row[mos_col]), row[group_col] if group_col else name)
-            except (KeyError, TypeError, ValueError) as exc:
-                cols = "/".join(c for c in (name_col, group_col, mos_col) if c)
-                raise DataError(f"{table}, line {line}: cannot read {cols} ({exc!r})") from None
+        reader = csv.DictReader(fh)
+        missing = [c for c in (name_col, group_col, mos_col) if c and c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{table}: no column {missing[0]!r} (columns: {reader.fieldnames or []})")
+        for line, row in enumerate(reader, start=2):
+            name, group = row[name_col], row[group_col] if group_col else row[name_col]
+            if name is None or group is None:  # a row shorter than the header
+                problems.append(f"{table}, line {line}: no value for "
+                                f"{'/'.join(c for c in (name_col, group_col) if c)}")
+                continue
+            mos, raw = parse_mos(row[mos_col])
             if not in_dataset(folder / name, folder):  # TableDataset's rule, here with the table's line
-                raise outside_error(table, line, name, folder)
-            if name in seen:
-                raise DataError(f"{table}, line {line}: image {name!r} is listed again (first on line {seen[name]}); "
+                problems.append(str(outside_error(table, line, name, folder)))
+            elif name in seen:
+                problems.append(f"{table}, line {line}: image {name!r} is listed again (first on line {seen[name]}); "
                                 "each image must appear once")
-            seen[name] = line
-            out.append(entry)
+            else:
+                seen[name] = line
+                out.append(Entry(name, folder / name, mos, group, f"{table}, line {line}", raw))
+    if problems:
+        raise data_errors(problems)
     return out
 
 
@@ -131,7 +189,7 @@ class TableDataset(Dataset):
         return super().check_params(params, base)
 
     def __init__(self, root: Path, split: Split = "all", train_fraction: float = 0.8, seed: int = 0,
-                 limit: int | None = None, stratify: bool = True):
+                 limit: int | None = None, stratify: bool = True, drop_bad_mos: bool = False):
         if not Path(root).is_dir():
             raise ConfigError(f"{type(self).__name__}: dataset folder not found: {root}")
         if split not in ("all", "train", "test") or not 0 < train_fraction < 1:
@@ -140,10 +198,21 @@ class TableDataset(Dataset):
         entries = self.entries()
         if not entries:
             raise DataError(f"{type(self).__name__}: no images listed under {root}")
+        problems, first = [], {}
         for e in entries:
+            where = f"{e.origin}: " if e.origin else f"{type(self).__name__}: "
             if not in_dataset(e.path, self.root):
-                raise DataError(f"{type(self).__name__}: image {e.image_id!r} ({e.path}) lies outside the dataset "
-                                f"folder {root} (a '../' path or a symbolic link out of it); refused")
+                problems.append(f"{where}image {e.image_id!r} ({e.path}) lies outside the dataset folder {root} "
+                                "(a '../' path or a symbolic link out of it); refused")
+            elif e.image_id in first:
+                problems.append(f"{where}image {e.image_id!r} is listed again (first: {first[e.image_id] or 'above'}); "
+                                "each image must appear once")
+            elif not e.path.is_file():
+                problems.append(f"{where}image {e.image_id!r} is absent: no file {e.path}")
+            first.setdefault(e.image_id, e.origin)
+        entries = usable_mos(entries, f"{type(self).__name__} ({root})", drop_bad_mos, problems)
+        if not entries:
+            raise DataError(f"{type(self).__name__}: no image under {root} has a usable MOS")
         keep = split_groups([e.group for e in entries], split, train_fraction, seed)
         entries = [e for e in entries if e.group in keep]
         if limit is not None and limit < len(entries):

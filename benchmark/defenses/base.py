@@ -15,6 +15,11 @@ attribute, never the harness a name):
   size); ``align(x, generator=...)`` brings the clean image into its output's geometry, with the same
   random draws as ``forward`` given a generator in the same state, so full-reference quality can be
   measured against ``A(x)`` as well as against ``x`` (formulas.md §3).
+- ``replaces_metric`` (False): the defense is another version of the metric (a fine-tuned copy,
+  ``robust_metric``); it also ``wraps_metric`` (its ``score`` is the replacement's), ``forward`` is the
+  identity, ``defended_metric(metric)`` returns the replacement as a module (what an adaptive attack
+  differentiates through), and ``metric_problem(spec)`` says why it cannot stand for the cell's metric
+  (a ``PluginSpec``), or None; the runner skips such cells with that reason.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class Defense(nn.Module):
     baseline: bool = False
     wraps_metric: bool = False
     changes_geometry: bool = False
+    replaces_metric: bool = False
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -42,6 +48,14 @@ class Defense(nn.Module):
 
         Certificate keys other than ``smoothed`` become record columns (``cert_lo``, ``cert_hi``, ...)."""
         raise NotImplementedError(f"{type(self).__name__} does not score through the metric (wraps_metric is False)")
+
+    def defended_metric(self, metric):
+        """The module that replaces ``metric`` (``replaces_metric`` defenses): adaptive attacks differentiate it."""
+        raise NotImplementedError(f"{type(self).__name__} does not replace the metric (replaces_metric is False)")
+
+    def metric_problem(self, spec) -> str | None:
+        """Why this defense cannot stand for the metric of ``spec`` (``replaces_metric`` defenses), or None."""
+        return None
 
     def align(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``A(x)``: the clean image in the geometry of ``forward``'s output, drawn as ``forward`` draws

@@ -2,14 +2,16 @@
 Xu et al.'s feature-squeezing line of work), via kornia. Edge-preserving smoothing; differentiable.
 
 Defaults: ``kernel = 5``, ``sigma_color = 0.1``, ``sigma_space = 1.5``. Ranges: ``kernel`` odd within 3..63,
-``sigma_color`` in (0, 100], ``sigma_space`` in (0, 10] pixels.
+``sigma_color`` in (0, 100] and at least ``MIN_SIGMA_COLOR`` ≈ 3.83e-20 (kornia's colour factor ``-0.5/σ²`` must be
+a finite float32, else the centre weight is NaN), ``sigma_space`` in (0, 10] pixels and at least
+``MIN_BLUR_SIGMA`` ≈ 0.1734 (the spatial Gaussian's, as for ``gaussian_blur``).
 """
 from __future__ import annotations
 
 import kornia
 import torch
 
-from ..params import MAX_BLUR_SIGMA, MAX_KERNEL, within
+from ..params import BLUR_SIGMA_WHY, MAX_BLUR_SIGMA, MAX_KERNEL, MIN_BLUR_SIGMA, MIN_SIGMA_COLOR, at_least, within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -23,6 +25,9 @@ class Bilateral(Defense):
         within("kernel", kernel, 3, MAX_KERNEL, integer=True, odd=True)
         within("sigma_color", sigma_color, 0, 100.0, lo_open=True)
         within("sigma_space", sigma_space, 0, MAX_BLUR_SIGMA, lo_open=True)
+        at_least("sigma_color", sigma_color, MIN_SIGMA_COLOR, "kornia's colour factor -0.5/sigma_color² must be a "
+                 "finite float32, else the filter returns NaN")
+        at_least("sigma_space", sigma_space, MIN_BLUR_SIGMA, BLUR_SIGMA_WHY)
         self.kernel, self.sigma_color, self.sigma_space = kernel, sigma_color, sigma_space
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

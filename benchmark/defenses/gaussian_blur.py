@@ -1,6 +1,7 @@
 """Gaussian blur as a purifier (one of the filters of the Guardians and purification benchmarks), via kornia.
 
-Default ``sigma = 1.0`` pixel, within (0, 10] (the kernel covers ±3σ and must fit a 32-pixel image).
+Default ``sigma = 1.0`` pixel, within (0, 10] (the kernel covers ±3σ and must fit a 32-pixel image) and at least
+``MIN_BLUR_SIGMA`` ≈ 0.1734 (below it the kernel's off-centre weights vanish in float32: the identity).
 Differentiable.
 """
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..images import gaussian_blur
-from ..params import MAX_BLUR_SIGMA, within
+from ..params import BLUR_SIGMA_WHY, MAX_BLUR_SIGMA, MIN_BLUR_SIGMA, at_least, within
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -20,6 +21,7 @@ class GaussianBlur(Defense):
     def __init__(self, sigma: float = 1.0):
         super().__init__()
         within("sigma", sigma, 0, MAX_BLUR_SIGMA, lo_open=True)
+        at_least("sigma", sigma, MIN_BLUR_SIGMA, BLUR_SIGMA_WHY)
         self.sigma = sigma
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

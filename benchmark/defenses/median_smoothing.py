@@ -13,22 +13,23 @@ are y_(20) and y_(81) instead of y_(293) and y_(708) of 1000, a wider interval),
 Ranges: ``sigma`` in (0, 10], ``radius`` in [0, √3·4096] (L2 on [0, 1] images), ``n`` and ``sample_batch``
 within 1..10⁶, ``confidence`` in (0, 1).
 
-``sample_batch`` is the number of noisy copies per forward pass of the metric. ``None`` (default) tunes
-it once per (metric, cost of the defense, device, image shape) in this process (the cost: the defense's class,
-settings and the architecture of the modules it runs, :meth:`MedianSmoothing.tune_key`): the first chunks of
-real samples try 1, 2, 4, … (up to 64 on a CPU, 512 on a GPU, stopping past the peak or at an out-of-memory
-error) and the fastest per sample is kept (the bare metric's best batched throughput is the yardstick:
-``benchmarks/smoothing_throughput.py``). The noise does not depend on the batch chosen: on the CPU each
-sample's noise is one ``torch.randn`` of the image's shape (drawn into a reused buffer; torch draws normals
-in groups of 16 from consecutive uniforms, so where an image's size is a multiple of 16 these are the same
-numbers as the former blocks of 50 samples), on a GPU it is drawn on the device in blocks of
+``sample_batch`` is the number of noisy copies per forward pass of the metric. A metric's float32 output
+depends on its batch size (a CNN's kernels sum in another order: up to 1e-5 relative), so the batch is never
+chosen by timing: ``None`` (default) is :func:`auto_sample_batch`, a rule of the device type and the image size
+alone (the largest power of two whose copies hold at most 2¹⁶ pixels on a CPU, 2²⁴ on a GPU; at most 64 and
+512, and ``n``), so a run's records are the same on a fast machine and a slow one, and after a resume in
+another process. An explicit ``sample_batch`` is part of the config, the content key and the manifest. Only
+running out of GPU memory changes an automatic batch (halved, with a warning naming the image size): set
+``sample_batch`` to fix it. ``benchmarks/smoothing_throughput.py`` compares the automatic batch with fixed
+ones against the bare metric's best batched throughput. The noise does not depend on the batch: on the CPU
+each sample's noise is one ``torch.randn`` of the image's shape (drawn into a reused buffer; torch draws
+normals in groups of 16 from consecutive uniforms, so where an image's size is a multiple of 16 these are
+the same numbers as the former blocks of 50 samples), on a GPU it is drawn on the device in blocks of
 ``NOISE_BLOCK = 50`` samples, each from a device generator seeded by the given one.
 """
 from __future__ import annotations
 
 import logging
-import time
-import weakref
 
 import numpy as np
 import torch
@@ -41,9 +42,8 @@ from .base import Defense
 log = logging.getLogger(__name__)
 
 NOISE_BLOCK = 50  # noisy copies per draw on a GPU, whatever the forward batch
-TUNE_REPEATS = 2  # timed chunks per candidate batch size (after one warm-up chunk)
-TUNE_CANDIDATES = {"cpu": (1, 2, 4, 8, 16, 32, 64), "cuda": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
-PAST_PEAK = 1.25  # stop trying larger batches once one is this much slower per sample than the best
+AUTO_PIXELS = {"cpu": 2**16, "cuda": 2**24}  # pixels per forward pass of the automatic batch (auto_sample_batch)
+AUTO_MAX = {"cpu": 64, "cuda": 512}  # its largest value
 
 
 class NoiseStream:
@@ -97,61 +97,13 @@ class NoiseStream:
             self.buffer, self.last = torch.cat([self.last, self.buffer]), None
 
 
-class BatchTuner:
-    """Tries forward batch sizes on real samples (no extra work) and settles on the fastest per sample."""
-
-    def __init__(self, candidates: tuple[int, ...]):
-        self.candidates, self.i, self.warm = list(candidates), 0, False
-        self.times: dict[int, list[float]] = {}
-        self.chosen: int | None = None
-
-    def next_batch(self, n: int) -> int:
-        if self.chosen is None and self.warm and self.candidates[self.i] > n:
-            self._choose()  # this defense's n cannot measure the larger candidates
-        return self.chosen or min(self.candidates[self.i], n)
-
-    def record(self, k: int, seconds: float) -> None:
-        if self.chosen is not None or k != self.candidates[self.i]:
-            return  # a chunk cut short by the end of the image measures nothing
-        if not self.warm:
-            self.warm = True
-            return
-        self.times.setdefault(k, []).append(seconds / k)
-        if len(self.times[k]) < TUNE_REPEATS:
-            return
-        best = min(min(v) for v in self.times.values())
-        if min(self.times[k]) > PAST_PEAK * best or self.i + 1 == len(self.candidates):
-            self._choose()
-        else:
-            self.i += 1
-
-    def too_big(self, k: int) -> None:
-        """``k`` samples did not fit in memory: settle among the smaller ones."""
-        self.candidates = [c for c in self.candidates if c < k] or [1]
-        self.i = min(self.i, len(self.candidates) - 1)
-        if self.times:
-            self._choose()
-
-    def _choose(self) -> None:
-        self.chosen = min(self.times, key=lambda b: min(self.times[b])) if self.times else self.candidates[0]
-        log.info("median smoothing: %d noisy samples per forward pass (%s)", self.chosen,
-                 ", ".join(f"{b}: {1e3 * min(t):.2f} ms/sample" for b, t in sorted(self.times.items())))
-
-
-_TUNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # metric -> {(cost, device, shape): tuner}
-
-
-def tuner_for(metric, defense, img: torch.Tensor) -> BatchTuner:
-    """The in-process tuner of (metric, the defense's :meth:`~MedianSmoothing.tune_key`, device, image shape),
-    created on first use."""
-    try:
-        per_metric = _TUNERS.setdefault(metric, {})
-    except TypeError:  # a metric object that cannot be weakly referenced: one tuning per defense instance
-        per_metric = defense.__dict__.setdefault("_own_tuners", {})
-    key = (defense.tune_key(), str(img.device), tuple(img.shape), img.dtype)
-    if key not in per_metric:
-        per_metric[key] = BatchTuner(TUNE_CANDIDATES["cuda" if img.device.type == "cuda" else "cpu"])
-    return per_metric[key]
+def auto_sample_batch(n: int, img: torch.Tensor) -> int:
+    """Noisy copies of ``img`` (C×H×W) per forward pass when ``sample_batch`` is unset: the largest power of two
+    whose copies hold at most :data:`AUTO_PIXELS` pixels of the device type, at least 1, at most
+    :data:`AUTO_MAX` and ``n``. A rule of the device type and the image size alone, never of timing."""
+    kind = "cuda" if img.device.type == "cuda" else "cpu"
+    fit = max(1, AUTO_PIXELS[kind] // max(1, img.shape[-1] * img.shape[-2]))
+    return max(1, min(1 << (fit.bit_length() - 1), AUTO_MAX[kind], n))
 
 
 @DEFENSES.register("median_smoothing")
@@ -174,20 +126,11 @@ class MedianSmoothing(Defense):
         self.sigma, self.radius, self.n, self.confidence = sigma, radius, n, confidence
         self.sample_batch = sample_batch
         self._stream: NoiseStream | None = None  # set while samples() runs
+        self._fits: dict[tuple, int] = {}  # image shape -> automatic batch halved after running out of GPU memory
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         """What runs between the noise and the metric (nothing for plain median smoothing)."""
         return x
-
-    def tune_key(self) -> tuple:
-        """What the cost of a forward pass depends on, keying the batch tuner: the class, the settings (public
-        scalar attributes) and the architecture of the modules it runs (the shapes of their parameters and
-        buffers), so two denoisers of different sizes get a tuning each and two checkpoints of one
-        architecture share one."""
-        settings = sorted((k, v) for k, v in vars(self).items()
-                          if not k.startswith("_") and isinstance(v, (bool, int, float, str)))
-        arch = tuple((k, tuple(v.shape), v.dtype) for k, v in self.state_dict().items())
-        return type(self).__qualname__, tuple(settings), arch
 
     def gaussian(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Standard normal noise of ``x``'s shape, the caller's to overwrite: the next samples of the image's
@@ -222,29 +165,28 @@ class MedianSmoothing(Defense):
 
     @torch.no_grad()
     def samples(self, metric, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """B×n metric scores of noisy (and denoised) copies of each image, ``sample_batch`` (or the tuned
-        number) per forward pass; the noise comes from one :class:`NoiseStream` per image."""
+        """B×n metric scores of noisy (and denoised) copies of each image, ``sample_batch`` (or
+        :func:`auto_sample_batch`) per forward pass; the noise comes from one :class:`NoiseStream` per image."""
         out = []
         for img in x:
             ys, done = [], 0
-            tuner = tuner_for(metric, self, img) if self.sample_batch is None else None
+            batch = self.sample_batch or self._fits.get(tuple(img.shape), auto_sample_batch(self.n, img))
             self._stream = NoiseStream(self.draw_gaussian, img, self.n, generator)
             try:
                 while done < self.n:
-                    k = self.sample_batch or tuner.next_batch(self.n)
-                    k = min(k, self.n - done)
-                    t0 = time.perf_counter()
+                    k = min(batch, self.n - done)
                     try:
                         ys.append(self.batch_scores(metric, img.expand(k, *img.shape), generator).float().cpu())
                     except torch.cuda.OutOfMemoryError:
-                        if tuner is None or tuner.chosen is not None or k == 1:
+                        if self.sample_batch is not None or k == 1:
                             raise
                         self._stream.unread_last()
-                        tuner.too_big(k)
+                        batch = self._fits[tuple(img.shape)] = max(1, k // 2)
+                        log.warning("median smoothing: %d noisy copies of a %s image do not fit in GPU memory; %d "
+                                    "per forward pass from now on (float rounding may differ from a run where "
+                                    "they fitted: set sample_batch to fix the batch)", k, tuple(img.shape), batch)
                         torch.cuda.empty_cache()
                         continue
-                    if tuner is not None:
-                        tuner.record(k, time.perf_counter() - t0)
                     done += k
             finally:
                 self._stream = None

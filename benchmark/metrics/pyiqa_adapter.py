@@ -12,6 +12,10 @@ holds anything but weights.
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,37 @@ def pyiqa_config(metric: str, score_range: Any = None) -> tuple[dict, tuple[floa
     return cfg, (float(lo), float(hi))
 
 
+# keywords of pyiqa.create_metric's InferenceModel itself, passed on with the architecture's own
+INFERENCE_OPTIONS = ("loss_weight", "seed", "check_input_range", "metric_mode")
+
+
+def arch_class(cfg: dict) -> type | None:
+    """The pyiqa architecture class a metric config builds (its module imported), or None when an optional
+    dependency of that architecture is missing (then the metric fails when built, with its own message)."""
+    from pyiqa.archs import _lazy_import_arch
+    from pyiqa.utils.registry import ARCH_REGISTRY
+
+    arch = cfg["metric_opts"]["type"]
+    try:
+        if arch not in ARCH_REGISTRY:
+            _lazy_import_arch(arch)
+        return ARCH_REGISTRY.get(arch)
+    except Exception:  # noqa: BLE001 - e.g. a ModuleNotFoundError of the architecture's own dependencies
+        return None
+
+
+def option_names(cfg: dict) -> set[str] | None:
+    """The ``options`` keys a metric accepts: its architecture's constructor keywords and the inference model's;
+    None when any key is accepted (``**kwargs``) or the architecture cannot be imported here."""
+    cls = arch_class(cfg)
+    if cls is None:
+        return None
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return ({p for p in params if p != "self"} | set(INFERENCE_OPTIONS)) - set(PyIQAMetric.RESERVED_OPTIONS)
+
+
 @METRICS.register("pyiqa")
 class PyIQAMetric(Metric):
     """A pyiqa metric by name (``metric = "niqe"``, ``"musiq"``, ``"psnr"``, ...), differentiable via ``as_loss``.
@@ -80,6 +115,15 @@ class PyIQAMetric(Metric):
         for k in cls.RESERVED_OPTIONS:
             if k in options:
                 raise ConfigError(f"'{k}' is set by the benchmark; leave it out", key=f"options.{k}")
+        accepted = option_names(pyiqa_config(metric, params.get("score_range"))[0]) if options else None
+        unknown = sorted(set(options) - accepted) if accepted is not None else []
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], accepted, n=1)
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} {unknown} for pyiqa metric '{metric}'"
+                              + (f" (did you mean '{close[0]}'?)" if close else "")
+                              + f"; its architecture takes {sorted(accepted)}", key=f"options.{unknown[0]}")
         if "pretrained_model_path" in options:
             if params.get("pretrained_model_path") is not None:
                 raise ConfigError("given twice: here and as pretrained_model_path; keep one",
@@ -100,6 +144,30 @@ class PyIQAMetric(Metric):
             except BenchmarkError as exc:
                 raise ConfigError(str(exc), key="pretrained_model_path") from None
         return params
+
+    @classmethod
+    def check_files(cls, params: dict[str, Any]) -> None:
+        """``validate`` (deep): with downloads off (``download = false``, ``HF_HUB_OFFLINE``, ``BENCHMARK_OFFLINE``),
+        the weight files pyiqa would fetch are present. The network is built on the meta device with every
+        download refused (nothing allocated, nothing fetched): a missing file is a MissingWeightsError with
+        pyiqa's URL and the path to put it at. Other failures are left to the run, which reports them."""
+        if params.get("download", True) and not offline_requested():
+            return  # the run downloads what is missing
+        import pyiqa
+
+        metric = params["metric"]
+        opts = dict(params.get("options") or {})
+        if params.get("pretrained_model_path") is not None:
+            opts["pretrained_model_path"] = str(params["pretrained_model_path"])
+        with weights_guard(metric, False), warnings.catch_warnings(), torch.device("meta"), \
+                contextlib.redirect_stdout(io.StringIO()):  # pyiqa prints "Downloading: ..." before it asks
+            warnings.simplefilter("ignore")
+            try:
+                pyiqa.create_metric(metric, as_loss=True, loss_reduction="none", device=torch.device("meta"), **opts)
+            except MissingWeightsError as exc:
+                raise MissingWeightsError(exc.what, exc.path, exc.hint, key="metric") from None
+            except Exception:  # noqa: BLE001 - not a missing file: the run builds it for real and says what
+                pass
 
     def __init__(self, metric: str, pretrained_model_path: Path | None = None, options: dict | None = None,
                  score_range: tuple[float, float] | None = None, download: bool = True):

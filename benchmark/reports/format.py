@@ -9,7 +9,6 @@ import pandas as pd
 
 from ..schema import column
 
-DAMAGES = "damages more than the attack"   # PSNR(x, D(x')) < PSNR(x, x') (ranking.damages)
 NOT_ADAPTIVE = "met no adaptive attack"
 
 
@@ -38,12 +37,32 @@ def header(name: str, hover: str | None = None) -> dict:
     return {"title": col.title + (f" {col.arrow}" if col.arrow else ""), "hover": col.hover if hover is None else hover}
 
 
-def rank_text(rank, front, baseline: bool) -> tuple[str, str]:
-    """The rank and Pareto-front cells of a defense row: "reference" and nothing for a baseline."""
-    return ("reference", "") if baseline else (fmt(rank), fmt(front))
+def rank_text(rank, low, high, baseline: bool) -> tuple[str, str]:
+    """The rank and rank-interval cells of a defense row ("reference" and nothing for a baseline): ``2`` and
+    ``1–3`` (the 95 % bootstrap interval; just the rank when the ranking has no interval)."""
+    if baseline:
+        return "reference", ""
+    if low is None or low is pd.NA or high is None or high is pd.NA:
+        return fmt(rank), ""
+    return fmt(rank), (f"{int(low)}–{int(high)}" if int(low) != int(high) else f"{int(low)}")
 
 
-def defense_flags(damages: bool, adaptive: bool, baseline: bool) -> list[str]:
-    """The flags of a defense row: it damages the image more than the attack does; no adaptive attack
-    tried it (said of ranked defenses only)."""
-    return ([DAMAGES] if damages else []) + ([] if adaptive or baseline else [NOT_ADAPTIVE])
+def with_interval(v, lo, hi) -> str:
+    """``0.031 [0.02, 0.045]``: a value with its 95 % interval (the value alone when there is none)."""
+    text = fmt(as_float(v))
+    lo, hi = as_float(lo), as_float(hi)
+    return text if not (math.isfinite(lo) and math.isfinite(hi)) else f"{text} [{lo:.3g}, {hi:.3g}]"
+
+
+def value_cell(v, lo=None, hi=None) -> dict:
+    """A table cell of a ranked criterion: ``{text, ci, sort}`` with 3 significant digits and its 95 % interval
+    (``ci`` empty when there is none), shown on two lines by the pages."""
+    num, lo, hi = as_float(v), as_float(lo), as_float(hi)
+    text = f"{num:.3g}" if math.isfinite(num) else "–"
+    ci = f"[{lo:.3g}, {hi:.3g}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return {"text": text, "ci": ci, "sort": num if math.isfinite(num) else "nan"}
+
+
+def defense_flags(notes) -> list[str]:
+    """The flags of a defense row: what is unusual for it in its section (ranking.rank_defenses' ``notes``)."""
+    return [n for n in str(notes).split("; ") if n] if isinstance(notes, str) else []

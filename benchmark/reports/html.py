@@ -1,7 +1,9 @@
 """A self-contained HTML page per run (no CDN, no network; opens from ``file://``), rendered by jinja2 from the
-stored records: one section per (dataset, metric) with the defense ranking, the grouped cell table, the
-heatmap, budget curves, the trade-off plot and image strips; then the certified intervals, failures, skipped
-items and provenance. Headers and hover texts come from :mod:`benchmark.schema`."""
+stored records: one section per (dataset, metric) with the defense ranking per budget (bootstrap intervals,
+:mod:`benchmark.reports.ranking`), the grouped cell table, the heatmap, budget curves, the trade-off plot and
+image strips; then the certified intervals, failures, skipped items and provenance. Headers and hover texts come
+from :mod:`benchmark.schema`. Every link is inside the page (or to another run's report, relative to it): the
+page can be copied or shared on its own."""
 from __future__ import annotations
 
 import json
@@ -17,8 +19,9 @@ from . import plots, sections
 from .certificates import certificate_panels
 from .format import fmt
 from .ranking import rule_text
-from .runinfo import attach_baseline, doc_href, load_manifest, measures_link
-from .strips import cell_strips
+from .runinfo import attach_baseline, load_manifest, measures_link, provenance_text
+from .strips import pick_image, report_strips
+from .verdicts import run_statistics
 
 
 def template_env() -> jinja2.Environment:
@@ -55,8 +58,33 @@ def non_adaptive_defenses(summary: pd.DataFrame) -> list[str]:
     return [d for d in dict.fromkeys(summary["defense"]) if d not in met and d not in base]
 
 
+def strip_plan(cells: pd.DataFrame, records: pd.DataFrame | None, ranking: dict, keys: list[dict],
+               anchors: dict[int, str]) -> dict:
+    """Which cells a section shows images of (the baseline and each defense under its worst-case attack, in the
+    order of the first budget's ranking) and on which image (the one the strongest attack on the baseline moves
+    most)."""
+    rows = ranking["rows"]
+    if records is None or rows.empty:
+        return {"cells": [], "image_id": None}
+    budget = rows["budget_label"].iloc[0]
+    chosen = rows[rows["budget_label"] == budget]
+    by_index = {k["index"]: k for k in keys}
+    out = []
+    for r in chosen.itertuples():
+        i = r.cell_index[0] if r.cell_index else None
+        if i in by_index:
+            out.append({**by_index[i], "anchor": f"strip-{i}", "cell_anchor": anchors.get(i), "baseline": r.baseline})
+    first = out[0] if out else None
+    image = None
+    if first is not None:
+        rec = records[(records["dataset"] == first["dataset"]) & (records["metric"] == first["metric"])
+                      & (records["attack"] == first["attack"]) & (records["defense"] == first["defense"])]
+        image = pick_image(rec)
+    return {"cells": out, "image_id": image}
+
+
 def section_context(cells: pd.DataFrame, records: pd.DataFrame | None, manifest: dict, colours, markers,
-                    anchors: dict[int, str], strips: dict[int, dict]) -> dict:
+                    anchors: dict[int, str], stats: dict, keys: list[dict]) -> dict:
     ds, metric = cells["dataset"].iloc[0], cells["metric"].iloc[0]
     rec = None
     if records is not None and len(records):
@@ -67,18 +95,14 @@ def section_context(cells: pd.DataFrame, records: pd.DataFrame | None, manifest:
                     hi=float(rec["range_hi"].iloc[0]), has_mos=bool(rec["mos"].notna().sum() >= 3))
     for c in ("srocc_clean", "srocc_clean_lo", "srocc_clean_hi", "plcc_clean"):
         info[c] = fmt(float(cells[c].iloc[0])) if c in cells else "–"
-    strip_groups: dict[str, list[dict]] = {}
-    for i, r in zip(cells.index, cells.itertuples()):
-        if i in strips:
-            strip_groups.setdefault(r.attack, []).append({"anchor": anchors[i], "attack": r.attack,
-                                                          "defense": r.defense, **strips[i]})
+    ranking = sections.ranking(cells, anchors, stats, colours)
     budget, budget_note = sections.budget_panels(cells, rec, manifest, colours)
     return {"dataset": ds, "metric": metric, "id": f"sec-{cells.index[0]}", "info": info,
-            "ranking": sections.ranking(cells, anchors), "table": sections.compact_table(cells, anchors),
+            "ranking": ranking, "table": sections.compact_table(cells, anchors),
             "raw": sections.raw_table(cells), "heatmap": sections.heatmap(cells, anchors),
             "budget": budget, "budget_note": budget_note,
-            "tradeoff": sections.tradeoff_plot(cells, anchors, colours, markers),
-            "strips": [{"attack": a, "cells": c} for a, c in strip_groups.items()]}
+            "tradeoff": sections.tradeoff_plot(ranking, anchors, colours),
+            "strip_plan": strip_plan(cells, rec, ranking, keys, anchors)}
 
 
 def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | None = None, *,
@@ -94,24 +118,36 @@ def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | No
     colours = plots.colour_map(list(summary["defense"]) if len(summary) else [], baselines)
     markers = plots.marker_map(list(summary["attack"]) if len(summary) else [])
     anchors = {i: f"cell-{i}" for i in summary.index}
-    strips = cell_strips(run_dir, manifest, records, _cells_with_keys(run_dir, summary), progress=progress) \
-        if records is not None and len(records) and len(summary) else {}
+    keys = _cells_with_keys(run_dir, summary)
+    by_cell = run_statistics(run_dir, records, summary) if len(summary) else {}
+    stats = {i: by_cell.get((r.dataset, r.metric, r.attack, r.defense)) for i, r in zip(summary.index,
+                                                                                      summary.itertuples())}
+    stats = {i: s for i, s in stats.items() if s is not None}
     panels = certificate_panels(records)
     groups = list(summary.groupby(["dataset", "metric"], sort=False)) if len(summary) else []
-    secs = [section_context(g, records, manifest, colours, markers, anchors, strips)
+    secs = [section_context(g, records, manifest, colours, markers, anchors, stats, keys)
             for _, g in tqdm(groups, desc="report: sections", disable=not progress or len(groups) < 2, leave=False)]
+    if records is not None and len(records):
+        for s, strip in zip(secs, report_strips(run_dir, manifest, records, [s["strip_plan"] for s in secs],
+                                                progress=progress)):
+            s["strips"] = strip
+            shown = {c["defense"]: c["anchor"] for c in (strip or {}).get("strips", []) if c.get("panels")}
+            for row in s["ranking"]["tables"][0]["rows"] if s["ranking"]["tables"] else []:
+                if row["defense"] in shown:   # the worst attack links to its images
+                    row["href"] = f"#{shown[row['defense']]}"
     html = template_env().get_template("report.html.j2").render(
-        title=manifest.get("name", run_dir.name), sections=secs, cert_panels=panels,
+        title=manifest.get("name", run_dir.name), sections=secs, cert_panels=panels, colours=colours,
         non_adaptive=non_adaptive_defenses(summary),
         rule=rule_text(summary) if len(summary) else "", measures=measures_link(),
-        leaderboard_doc={"text": "docs/leaderboard.md", "href": doc_href("docs/leaderboard.md")},
+        leaderboard_doc=measures_link("docs/leaderboard.md"),
         errors=[{k: e.get(k) for k in ("stage", "dataset", "metric", "attack", "defense", "error")}
                 for e in store.errors()],
         skipped=json.loads(skipped_path.read_text()) if skipped_path.is_file() else [],
         manifest_json=json.dumps({k: manifest.get(k) for k in ("name", "run", "plugins", "versions", "git_commit",
-                                                               "device", "device_name", "platform", "written")},
+                                                               "device", "device_name", "cpu", "torch", "cuda_version",
+                                                               "platform", "written")},
                                  indent=1, default=str),
-        provenance={k: manifest.get(k) for k in ("git_commit", "device", "device_name", "written")},
+        provenance=provenance_text(manifest),
     )
     out = run_dir / "report.html"
     atomic_write_text(out, html)

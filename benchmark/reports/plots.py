@@ -10,8 +10,11 @@ import numpy as np
 
 from ..registry import number_text
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-           "#393b79", "#ad494a", "#8c6d31"]
+# Colour-blind-safe palettes: Okabe & Ito (2008), without black and yellow (too light on white), then Paul Tol's
+# "muted" scheme (personal.sron.nl/~pault), without its grey. A defense's colour is chosen from its label alone
+# (sha256), so it is the same in every report and leaderboard, whatever else the page shows.
+PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7",
+           "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"]
 BASELINE_COLOUR = "#555555"
 MARKERS = ["circle", "square", "triangle", "diamond", "triangle-down", "plus", "cross", "star"]
 
@@ -107,18 +110,17 @@ class Axes:
                 "xlabel_at": (self.left + self.w / 2, self.height - 6), "ylabel_at": (14, self.top + self.h / 2)}
 
 
+def label_colour(label: str) -> str:
+    """The colour of a defense label: a fixed function of the label (sha256 into :data:`PALETTE`)."""
+    import hashlib
+
+    return PALETTE[int.from_bytes(hashlib.sha256(str(label).encode()).digest()[:8], "big") % len(PALETTE)]
+
+
 def colour_map(labels: list[str], baselines: set[str]) -> dict[str, str]:
-    """A fixed colour per defense label (baselines grey), in order of first appearance."""
-    out, k = {}, 0
-    for lab in labels:
-        if lab in out:
-            continue
-        if lab in baselines:
-            out[lab] = BASELINE_COLOUR
-        else:
-            out[lab] = PALETTE[k % len(PALETTE)]
-            k += 1
-    return out
+    """A colour per defense label (baselines grey), from the label alone: stable across runs and pages. Two
+    labels may share a colour; the legends and tables name them."""
+    return {lab: BASELINE_COLOUR if lab in baselines else label_colour(lab) for lab in dict.fromkeys(labels)}
 
 
 def marker_map(labels: list[str]) -> dict[str, str]:
@@ -145,12 +147,15 @@ def tradeoff(points: list[dict], colours: dict[str, str], markers: dict[str, str
         return None
     g = np.array([p["gain"] for p in pts])
     q = np.array([p["quality"] for p in pts])
-    qspan = float(q.max() - q.min()) or 0.1
-    ax = Axes(0.0, float(g.max()) * 1.05 or 1.0, float(q.min()) - 0.03 * qspan, float(q.max()) + 0.06 * qspan,
+    ext_g = [v for p in pts for v in (p.get("gain_ci") or ()) if math.isfinite(v)] + list(g)
+    ext_q = [v for p in pts for v in (p.get("quality_ci") or ()) if math.isfinite(v)] + list(q)
+    qspan = float(max(ext_q) - min(ext_q)) or 0.1
+    ax = Axes(min(0.0, min(ext_g)), max(ext_g) * 1.05 or 1.0, min(ext_q) - 0.03 * qspan, max(ext_q) + 0.06 * qspan,
               width=width, height=height, top=16)
     marks = [{**p, "cx": round(ax.x(p["gain"]), 1), "cy": round(ax.y(p["quality"]), 1),
               "colour": colours.get(p["defense"], BASELINE_COLOUR),
-              "path": marker_path(markers.get(p["attack"], "circle"), ax.x(p["gain"]), ax.y(p["quality"]))}
+              "path": marker_path(markers.get(p["attack"], "circle"), ax.x(p["gain"]), ax.y(p["quality"])),
+              "whiskers": _whiskers(p, ax)}
              for p in pts]
     front = pareto_2d(g, q)
     line = []
@@ -170,6 +175,18 @@ def tradeoff(points: list[dict], colours: dict[str, str], markers: dict[str, str
                                 if any(p["defense"] == d for p in pts)],
             "legend_attacks": [{"label": a, "path": marker_path(m, 8, 8, 5)} for a, m in markers.items()
                                if any(p["attack"] == a for p in pts)]}
+
+
+def _whiskers(p: dict, ax: Axes) -> list[tuple[float, float, float, float]]:
+    """Interval lines (x1, y1, x2, y2) of a point with ``gain_ci`` and/or ``quality_ci`` (lo, hi) pairs."""
+    out = []
+    lo, hi = p.get("gain_ci") or (math.nan, math.nan)
+    if math.isfinite(lo) and math.isfinite(hi):
+        out.append((round(ax.x(lo), 1), round(ax.y(p["quality"]), 1), round(ax.x(hi), 1), round(ax.y(p["quality"]), 1)))
+    lo, hi = p.get("quality_ci") or (math.nan, math.nan)
+    if math.isfinite(lo) and math.isfinite(hi):
+        out.append((round(ax.x(p["gain"]), 1), round(ax.y(lo), 1), round(ax.x(p["gain"]), 1), round(ax.y(hi), 1)))
+    return out
 
 
 def place_labels(anchors: list[tuple[float, float, str]], ax: Axes, char: float = 6.3, line: float = 13.0,

@@ -96,7 +96,8 @@ def plugin_keys(manifest: dict) -> dict[str, dict[str, tuple[str, str]]]:
         out[fam] = {}
         for e in (manifest.get("plugins") or {}).get(fam, []):
             key = json.dumps({"name": e["name"], "params": resolved(fam, e)}, sort_keys=True)
-            out[fam][e["label"]] = (key, canonical_label(fam, e))
+            # an adaptive attack (a twin, or adaptive = true) keeps its mark; load_run adds it to the key
+            out[fam][e["label"]] = (key, canonical_label(fam, e) + ("+adaptive" if e.get("adaptive") else ""))
     return out
 
 

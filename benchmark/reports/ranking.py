@@ -1,25 +1,29 @@
-"""Ranking defenses so that destroying the image cannot win (docs/leaderboard.md, "How defenses are ranked").
+"""Ranking defenses on what an attacker who knows them achieves (docs/measures.md, "Verdicts"; docs/leaderboard.md).
 
-Per (dataset, metric), every defense is reduced to its worst case: the attack it met that left the
-largest robust gain ``mean |s − s'_D| / r`` (the strongest attack met). It is then judged on three
-criteria at once:
+Per (dataset, metric, budget) every defense is reduced to its worst case: the attack it met at that budget
+(adaptive or transfer) with the largest attack success through the defense ``g_D = mean d·sign·(s'_D − s_D)/r``
+(:mod:`benchmark.reports.verdicts`). Beside it:
 
-1. worst robust gain, lower is better (how much of the attack survives the defense);
-2. purified quality under that attack, higher is better: ``purified_quality_aligned`` where the run has it
-   (D(x') against the clean image in the defense's geometry), else ``purified_quality`` (the same for
-   defenses that do not move pixels);
-3. SROCC(m, s_D), higher is better: the agreement with MOS the defended metric keeps (only where the
-   dataset has MOS).
+- ``removed`` (gain removed) ``= 1 − g_D(worst) / g(worst attack on the baseline at the same budget)``: the
+  reference is the strongest attack on the undefended metric (identity), not the worst attack's own gain; a
+  negative value means the defense makes the metric easier to attack;
+- costs, not robustness: ``bias`` (the defense's own shift of clean scores, ``mean |s_D − s|/r``), ``fidelity``
+  (SROCC(m, s_D) where there is MOS, else SROCC(s, s_D)), ``quality`` (of the purified image under the worst
+  attack, ½[SSIM + PSNR/80] against the clean image in the defense's geometry).
 
-Defenses are sorted into Pareto fronts (front 1: no other defense is at least as good on every criterion
-and strictly better on one; front 2: the same once front 1 is removed; ...), and within a front by the
-distance to the ideal point: each criterion min–max scaled over the ranked defenses of the (dataset,
-metric) to ``u ∈ [0, 1]`` (1 = best; a criterion on which all are equal gives 1), distance
-``√(mean_k (1 − u_k)²)``, smaller first. A missing value counts as the worst on its criterion. A defense
-that declares itself a baseline (``baseline = True``: ``identity``) is shown as the reference and never
-ranked. So a defense that is worse on every criterion than another can never be ranked above it, and a
-defense that wins on gain by wrecking the image lands behind one that is nearly as robust at a
-fraction of the damage.
+Rank: by the distance to the ideal ``√(mean_k (1 − u_k)²)`` over three utilities on fixed scales, so a defense's
+score does not depend on which others are in the table: ``u_gain = clip(removed, 0, 1)`` (1: the attack no longer
+moves the defended score), ``u_quality = clip(quality, 0, 1)``, ``u_fidelity = clip(fidelity, 0, 1)`` (a missing
+value counts 0). Each utility grows with its criterion, so a defense worse on every criterion than another is
+never ranked above it; a defense that removes no gain (flip against an adaptive attack) cannot win on image
+quality, and one that wrecks the image (a constant output) cannot win on gain. Baselines (``baseline = True``)
+are the reference row, not ranked.
+
+Uncertainty: every criterion and the rank are recomputed on each bootstrap resample of the images (the
+resamples are shared by all cells on the same images, so the worst case, the reference and the ranking are
+recomputed jointly). Criteria get 95 % percentile intervals; the rank interval runs from the 2.5 % quantile of the
+rank with ties counted in the defense's favour to the 97.5 % quantile with ties against it, widened to contain the
+point rank. Defenses whose rank intervals overlap are not separable.
 """
 from __future__ import annotations
 
@@ -29,12 +33,18 @@ import numpy as np
 import pandas as pd
 
 from .format import as_float
+from .verdicts import INDICATIVE_N, interval
 
 QUALITY_COLUMNS = ("purified_quality_aligned", "purified_quality")
 PSNR_COLUMNS = ("psnr_def_adv_aligned", "psnr_def_adv")
-CRITERIA = {"worst_robust_gain": "lower", "quality": "higher", "srocc_def_clean": "higher"}
-SECTION = ["dataset", "metric"]
-DAMAGE_MARGIN_DB = 0.01  # "damages more than the attack": PSNR(x, D(x')) below PSNR(x, x') by more than this
+SECTION = ["dataset", "metric", "budget_label"]
+# the criteria shown with their bootstrap intervals (each gets _lo, _hi), with the direction that is better
+CRITERIA = {"worst_gain": "lower", "removed": "higher", "quality": "higher", "fidelity": "higher", "bias": "lower"}
+UNITS = {"linf": "L∞", "l2": "L2", "rmse": "RMSE", "universal": "amplitude"}
+EASIER = "makes the metric easier to attack"
+OPTIMISTIC = "optimistic bound: met no adaptive attack"
+LOW_QUALITY = "lowest quality (below every other defense's interval)"
+HIGH_BIAS = "largest bias (above every other defense's interval)"
 
 
 def with_values(df: pd.DataFrame, names) -> list[str]:
@@ -48,8 +58,7 @@ def first_present(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
 
 
 def coalesce(df: pd.DataFrame, names: tuple[str, ...]) -> pd.Series:
-    """Per row, the first finite value among ``names`` (the aligned measure where the run has it: runs stored
-    before it was recorded, merged into one leaderboard, fall back to the unaligned one)."""
+    """Per row, the first finite value among ``names``."""
     out = pd.Series(math.nan, index=df.index, dtype=float)
     for n in reversed(names):
         if n in df:
@@ -58,124 +67,260 @@ def coalesce(df: pd.DataFrame, names: tuple[str, ...]) -> pd.Series:
     return out
 
 
-def damages(cells: pd.DataFrame) -> pd.Series:
-    """Per cell: the purified attacked image is further from the clean image than the attacked image is,
-    ``PSNR(x, D(x')) < PSNR(x, x') − 0.01 dB`` (cell means; the aligned PSNR where the run has it)."""
-    if "psnr_attack" not in cells:
-        return pd.Series(False, index=cells.index)
-    margin = DAMAGE_MARGIN_DB  # equal PSNRs (identity; a flip against the flipped x) differ by rounding only
-    return (coalesce(cells, PSNR_COLUMNS) < pd.to_numeric(cells["psnr_attack"], errors="coerce") - margin).astype(bool)
+def budget_labels(cells: pd.DataFrame) -> pd.Series:
+    """Per cell, its budget with its unit (``4/255 L∞``): the worst case and the reference are taken per budget."""
+    from .plots import fmt_budget
+
+    unit_col = "budget_unit" if "budget_unit" in cells else "threat_model" if "threat_model" in cells else None
+    if "budget" not in cells:
+        return pd.Series("–", index=cells.index)
+    out = []
+    for i in cells.index:
+        b = as_float(cells.at[i, "budget"])
+        unit = cells.at[i, unit_col] if unit_col else None
+        unit = UNITS.get(str(unit), str(unit)) if unit is not None and pd.notna(unit) else ""
+        out.append(f"{fmt_budget(b)} {unit}".strip() if math.isfinite(b) else "–")
+    return pd.Series(out, index=cells.index)
 
 
-def defense_rows(cells: pd.DataFrame, group: list[str]) -> pd.DataFrame:
-    """One row per ``group`` (e.g. dataset, metric, defense): the worst attack's numbers (``worst_*``,
-    ``quality`` as ranked, ``damages``), the defense-level measures, ``baseline`` and ``cell_index``
-    (the index labels of the cells behind the row, worst first)."""
-    quality, psnr = coalesce(cells, QUALITY_COLUMNS), coalesce(cells, PSNR_COLUMNS)
-    harm = damages(cells)
+def _point(stats: dict | None, cells: pd.DataFrame, i, name: str) -> float:
+    """A cell's point statistic: from its verdict statistics, else from the summary's column."""
+    if stats is not None and name in stats:
+        return float(stats[name])
+    col = {"gain": "defended_gain", "bias": "defense_bias", "fidelity_s": "srocc_s_sdef",
+           "fidelity_m": "srocc_def_clean"}.get(name)
+    if name == "quality":
+        return float(coalesce(cells.loc[[i]], QUALITY_COLUMNS).iloc[0])
+    return as_float(cells.at[i, col]) if col and col in cells else math.nan
+
+
+def _reps(stats: dict | None, name: str, n_boot: int) -> np.ndarray:
+    if stats is not None and f"{name}_reps" in stats and len(stats[f"{name}_reps"]) == n_boot:
+        return np.asarray(stats[f"{name}_reps"], float)
+    return np.full(n_boot, np.nan)
+
+
+def _nanargmax_rows(a: np.ndarray) -> np.ndarray:
+    """Per column of ``a`` (k × B), the row of its largest finite value (0 where none is finite)."""
+    return np.argmax(np.where(np.isfinite(a), a, -np.inf), axis=0)
+
+
+def defense_rows(cells: pd.DataFrame, group: list[str] | None = None, stats: dict | None = None,
+                 n_boot: int | None = None) -> pd.DataFrame:
+    """One row per (dataset, metric, budget, defense): its worst case over the attacks it met at that budget and
+    its costs, with ``cell_index`` (the cells behind the row, worst first) and the replicates (``_reps`` columns
+    holding arrays) when ``stats`` (cell index -> verdict statistics) has them."""
+    cells = cells.copy()
+    cells["budget_label"] = budget_labels(cells)
+    group = list(group or ["dataset", "metric", "defense"])
+    group = [c for c in group if c != "defense"] + ["budget_label", "defense"]
+    stats = stats or {}
+    n_boot = n_boot or next((len(s["gain_reps"]) for s in stats.values() if "gain_reps" in s), 0)
     rows = []
     for key, g in cells.groupby(group, sort=False):
-        gains = pd.to_numeric(g["robust_abs_gain"], errors="coerce")
-        worst_idx = gains.idxmax() if gains.notna().any() else g.index[0]
-        worst = g.loc[worst_idx]
-        order = [worst_idx] + [i for i in gains.sort_values(ascending=False).index if i != worst_idx]
-        first = {c: next((as_float(v) for v in g[c] if pd.notna(v)), math.nan) if c in g else math.nan
-                 for c in ("srocc_clean", "srocc_def_clean", "plcc_clean", "plcc_def_clean", "cert_width",
-                           "abstain_rate")}
-        rows.append({
-            **dict(zip(group, key if isinstance(key, tuple) else (key,))),
-            "worst_robust_gain": as_float(worst["robust_abs_gain"]), "worst_attack": worst["attack"],
-            "both_defended_gain": as_float(worst.get("both_defended_abs_gain")),
-            "quality": float(quality.loc[worst_idx]),
-            "purified_quality": as_float(worst.get("purified_quality")),
-            "purified_quality_aligned": as_float(worst.get("purified_quality_aligned")),
-            "abs_gain": as_float(worst.get("abs_gain")),
-            "removed": 1 - as_float(worst["robust_abs_gain"]) / as_float(worst.get("abs_gain"))
-            if as_float(worst.get("abs_gain")) > 0 else math.nan,
-            "attacked_quality": 0.5 * (as_float(worst.get("ssim_attack")) + as_float(worst.get("psnr_attack")) / 80.0),
-            "psnr_attack": as_float(worst.get("psnr_attack")),
-            "psnr_def_adv": float(psnr.loc[worst_idx]),
-            "damages": bool(harm.loc[worst_idx]), "damage_attacks": sorted(set(g.loc[harm.loc[g.index], "attack"])),
-            **first,
-            "seconds_def_adv": float(pd.to_numeric(g["seconds_def_adv"], errors="coerce").mean())
-            if "seconds_def_adv" in g else math.nan,
-            "n_attacks": int(g["attack"].nunique()),
-            "adaptive": bool(g["adaptive_attack"].astype(bool).any()) if "adaptive_attack" in g else False,
-            "baseline": bool(g["defense_baseline"].astype(bool).any()) if "defense_baseline" in g else False,
-            "n_images": int(pd.to_numeric(g["n_images"], errors="coerce").min()) if "n_images" in g else 0,
-            "cell_index": order,
-        })
+        idx = list(g.index)
+        gains = np.array([_point(stats.get(i), cells, i, "gain") for i in idx])
+        k = int(np.argmax(np.where(np.isfinite(gains), gains, -np.inf))) if np.isfinite(gains).any() else 0
+        order = [idx[k]] + [idx[j] for j in np.argsort(-np.where(np.isfinite(gains), gains, -np.inf), kind="stable")
+                            if j != k]
+        worst = g.loc[idx[k]]
+        row = {**dict(zip(group, key if isinstance(key, tuple) else (key,))),
+               "worst_gain": float(gains[k]), "worst_attack": worst["attack"],
+               "quality": _point(stats.get(idx[k]), cells, idx[k], "quality"),
+               "bias": next((v for v in (_point(stats.get(i), cells, i, "bias") for i in idx) if math.isfinite(v)),
+                            math.nan),
+               "fidelity_s": next((v for v in (_point(stats.get(i), cells, i, "fidelity_s") for i in idx)
+                                   if math.isfinite(v)), math.nan),
+               "fidelity_m": next((v for v in (_point(stats.get(i), cells, i, "fidelity_m") for i in idx)
+                                   if math.isfinite(v)), math.nan),
+               # the published measures, under their names (docs/measures.md §3)
+               "worst_robust_gain": float(pd.to_numeric(g["robust_abs_gain"], errors="coerce").max())
+               if "robust_abs_gain" in g else math.nan,
+               "both_defended_gain": as_float(worst.get("both_defended_abs_gain")),
+               "abs_gain": as_float(worst.get("abs_gain")),
+               "purified_quality": as_float(worst.get("purified_quality")),
+               "purified_quality_aligned": as_float(worst.get("purified_quality_aligned")),
+               "attacked_quality": 0.5 * (as_float(worst.get("ssim_attack"))
+                                          + min(as_float(worst.get("psnr_attack")), 100.0) / 80.0),
+               "srocc_clean": as_float(worst.get("srocc_clean")), "srocc_def_clean": as_float(worst.get("srocc_def_clean")),
+               "plcc_def_clean": as_float(worst.get("plcc_def_clean")),
+               "cert_width": as_float(worst.get("cert_width")), "abstain_rate": as_float(worst.get("abstain_rate")),
+               "seconds_def_adv": float(pd.to_numeric(g["seconds_def_adv"], errors="coerce").mean())
+               if "seconds_def_adv" in g else math.nan,
+               "eot_samples": int(pd.to_numeric(g.get("eot_samples"), errors="coerce").max())
+               if "eot_samples" in g and pd.to_numeric(g["eot_samples"], errors="coerce").notna().any() else 0,
+               "n_attacks": int(g["attack"].nunique()),
+               "adaptive": bool(g["adaptive_attack"].fillna(False).astype(bool).any()) if "adaptive_attack" in g
+               else False,
+               "baseline": bool(g["defense_baseline"].fillna(False).astype(bool).any()) if "defense_baseline" in g
+               else False,
+               "n_images": int(pd.to_numeric(g["n_images"], errors="coerce").min()) if "n_images" in g else 0,
+               "cell_index": order}
+        if n_boot:
+            gr = np.stack([_reps(stats.get(i), "gain", n_boot) for i in idx])
+            at = _nanargmax_rows(gr)
+            qr = np.stack([_reps(stats.get(i), "quality", n_boot) for i in idx])
+            cols = np.arange(n_boot)
+            row["worst_gain_reps"] = np.where(np.isfinite(gr).any(0), gr[at, cols], np.nan)
+            row["quality_reps"] = qr[at, cols]
+            first = next((i for i in idx if stats.get(i) is not None), idx[0])
+            for name in ("bias", "fidelity_s", "fidelity_m"):
+                row[f"{name}_reps"] = _reps(stats.get(first), name, n_boot)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def pareto_fronts(values: np.ndarray) -> np.ndarray:
-    """Front number (1 = non-dominated) of each row of ``values`` (n × k, every column oriented so that
-    larger is better; NaN is worse than any number)."""
-    v = np.where(np.isnan(values), -np.inf, values.astype(float))
-    n = len(v)
-    front = np.zeros(n, dtype=int)
-    remaining = set(range(n))
-    level = 0
-    while remaining:
-        level += 1
-        idx = sorted(remaining)
-        current = [i for i in idx if not any(np.all(v[j] >= v[i]) and np.any(v[j] > v[i]) for j in idx if j != i)]
-        for i in current:
-            front[i] = level
-        remaining -= set(current)
-    return front
+def _utilities(gain_u: np.ndarray, quality: np.ndarray, fidelity: np.ndarray) -> np.ndarray:
+    """Distance to the ideal from the three utilities (arrays of the same shape; NaN counts 0)."""
+    u = [np.nan_to_num(np.clip(v, 0.0, 1.0), nan=0.0) for v in (gain_u, quality, fidelity)]
+    return np.sqrt(sum((1.0 - x) ** 2 for x in u) / 3.0)
 
 
-def ideal_distance(values: np.ndarray) -> np.ndarray:
-    """``√(mean_k (1 − u_k)²)`` with ``u_k`` each column min–max scaled to [0, 1] (larger is better; a
-    constant column gives 1, NaN gives 0)."""
-    v = values.astype(float)
-    lo, hi = np.nanmin(np.where(np.isnan(v), np.inf, v), axis=0), np.nanmax(np.where(np.isnan(v), -np.inf, v), axis=0)
-    span = hi - lo
+def _gain_utility(worst: np.ndarray, ref: np.ndarray | float) -> np.ndarray:
+    """``clip(1 − worst/ref, 0, 1)``; without a usable reference, ``1 − worst / max(worst)`` over the defenses."""
+    ref = np.asarray(ref, float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        u = np.where(span > 0, (v - lo) / np.where(span > 0, span, 1.0), 1.0)
-    u = np.where(np.isnan(v), 0.0, u)
-    return np.sqrt(np.mean((1.0 - u) ** 2, axis=1))
-
-
-def criteria_used(rows: pd.DataFrame) -> list[str]:
-    """The criteria with a finite value for at least one of ``rows`` (SROCC only where there is MOS)."""
-    return with_values(rows, CRITERIA)
+        removed = 1.0 - worst / ref
+        top = np.nanmax(np.where(np.isfinite(worst), worst, np.nan), axis=0, keepdims=True) if np.isfinite(
+            worst).any() else np.ones_like(worst[:1])
+        fallback = 1.0 - worst / np.where(top > 0, top, np.nan)
+    return np.where(np.isfinite(ref) & (ref > 0), removed, fallback)
 
 
 def rank_defenses(rows: pd.DataFrame, section: list[str] = SECTION) -> pd.DataFrame:
-    """Add ``front``, ``distance`` and ``rank`` (NA for baselines) per section, sorted: each section's
-    baseline rows first (the reference), then by rank."""
+    """Add ``reference_gain``, ``removed``, ``fidelity``, ``distance``, ``rank`` (NA for baselines), the criteria's
+    intervals (``_lo``/``_hi``), ``rank_low``/``rank_high``, ``separable`` and ``notes``, per section; sorted with
+    each section's baseline rows first, then by rank."""
     out = []
+    section = [c for c in section if c in rows]
     for _, g in rows.groupby(section, sort=False):
         g = g.copy()
-        ranked = g[~g["baseline"].astype(bool)]
-        g["front"], g["distance"], g["rank"] = pd.NA, math.nan, pd.NA
+        base = g["baseline"].astype(bool)
+        has_reps = "worst_gain_reps" in g
+        n_boot = len(g["worst_gain_reps"].iloc[0]) if has_reps else 0
+        mos = g["fidelity_m"].notna().any() if "fidelity_m" in g else False
+        g["fidelity"] = g["fidelity_m"] if mos else g["fidelity_s"]
+        ref = float(g.loc[base, "worst_gain"].max()) if base.any() else math.nan
+        g["reference_gain"] = ref
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g["removed"] = 1.0 - g["worst_gain"] / ref if math.isfinite(ref) and ref > 0 else math.nan
+        if has_reps:
+            ref_reps = np.nanmax(np.stack(list(g.loc[base, "worst_gain_reps"])), axis=0) if base.any() else \
+                np.full(n_boot, np.nan)
+            g["fidelity_reps"] = list(g["fidelity_m_reps"] if mos else g["fidelity_s_reps"])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                g["removed_reps"] = [1.0 - w / ref_reps for w in g["worst_gain_reps"]]
+            for c in CRITERIA:
+                lo_hi = [interval(r) for r in g[f"{c}_reps"]]
+                g[f"{c}_lo"], g[f"{c}_hi"] = [a for a, _ in lo_hi], [b for _, b in lo_hi]
+        else:
+            for c in CRITERIA:
+                g[f"{c}_lo"], g[f"{c}_hi"] = math.nan, math.nan
+        g["distance"], g["rank"], g["rank_low"], g["rank_high"] = math.nan, pd.NA, pd.NA, pd.NA
+        g["separable"], g["notes"] = "", ""
+        ranked = g[~base]
         if len(ranked):
-            crit = criteria_used(ranked)
-            vals = np.column_stack([pd.to_numeric(ranked[c], errors="coerce").to_numpy(float)
-                                    * (-1.0 if CRITERIA[c] == "lower" else 1.0) for c in crit])
-            front, dist = pareto_fronts(vals), ideal_distance(vals)
-            order = sorted(range(len(ranked)), key=lambda i: (front[i], round(dist[i], 12),
-                                                             vals[i, 0] * -1, str(ranked.iloc[i]["defense"])))
-            g.loc[ranked.index, "front"] = front
+            w = ranked["worst_gain"].to_numpy(float)
+            dist = _utilities(_gain_utility(w[:, None], ref)[:, 0], ranked["quality"].to_numpy(float),
+                              ranked["fidelity"].to_numpy(float))
+            gain_u = np.nan_to_num(_gain_utility(w[:, None], ref)[:, 0], nan=0.0)
+            order = sorted(range(len(ranked)), key=lambda i: (round(float(dist[i]), 12), -gain_u[i],
+                                                              str(ranked["defense"].iloc[i])))
+            point = np.empty(len(ranked), dtype=int)
+            point[order] = np.arange(1, len(ranked) + 1)
             g.loc[ranked.index, "distance"] = dist
-            g.loc[ranked.index[order], "rank"] = np.arange(1, len(ranked) + 1)
-        g["_ref"] = g["baseline"].astype(bool).map({True: 0, False: 1})
+            g.loc[ranked.index, "rank"] = point
+            if has_reps:
+                wr = np.stack(list(ranked["worst_gain_reps"]))
+                dr = _utilities(_gain_utility(wr, ref_reps[None]), np.stack(list(ranked["quality_reps"])),
+                                np.stack(list(ranked["fidelity_reps"])))
+                dr = np.round(dr, 12)
+                better = (dr[None, :, :] < dr[:, None, :]).sum(axis=1)          # strictly better, per resample
+                not_worse = (dr[None, :, :] <= dr[:, None, :]).sum(axis=1)     # ties included (itself too)
+                a = (1 - 0.95) / 2
+                low = np.floor(np.quantile(better + 1, a, axis=1)).astype(int)
+                high = np.ceil(np.quantile(not_worse, 1 - a, axis=1)).astype(int)
+                g.loc[ranked.index, "rank_low"] = np.minimum(low, point)
+                g.loc[ranked.index, "rank_high"] = np.maximum(high, point)
+                g.loc[ranked.index, "separable"] = _separable(ranked["defense"].tolist(),
+                                                              np.minimum(low, point), np.maximum(high, point))
+            g.loc[ranked.index, "notes"] = _notes(g, ranked.index)
+        g["_ref"] = base.map({True: 0, False: 1})
         out.append(g.sort_values(["_ref", "rank"], kind="stable", na_position="first").drop(columns="_ref"))
-    table = pd.concat(out, ignore_index=True) if out else rows.assign(front=pd.NA, distance=math.nan, rank=pd.NA)
-    table["front"] = table["front"].astype("Int64")
-    table["rank"] = table["rank"].astype("Int64")
+    table = pd.concat(out, ignore_index=True) if out else rows.assign(rank=pd.NA, distance=math.nan)
+    for c in ("rank", "rank_low", "rank_high"):
+        if c in table:
+            table[c] = table[c].astype("Int64")
     return table
 
 
-RULE = ("Ranked per dataset and metric by Pareto front over three criteria: worst robust gain ↓ (the attack "
-        "that restored least), purified quality ↑ under that attack{aligned} and SROCC(m, s_D) ↑ (where "
-        "there is MOS); within a front by the distance to the ideal point (each criterion min–max scaled over "
-        "the ranked defenses). A defense worse on every criterion than another is never ranked above it, so "
-        "destroying the image cannot win. Baselines (identity) are the reference row, not ranked.")
+def _separable(names: list[str], low: np.ndarray, high: np.ndarray) -> list[str]:
+    """Per defense, the others whose rank interval overlaps its own ("" when it is separable from all)."""
+    return [", ".join(names[j] for j in range(len(names)) if j != i and low[j] <= high[i] and low[i] <= high[j])
+            for i in range(len(names))]
+
+
+def _notes(g: pd.DataFrame, ranked: pd.Index) -> list[str]:
+    """What is unusual for a ranked defense in its section: flags, not every cost."""
+    out = []
+    for i in ranked:
+        r, others = g.loc[i], g.loc[[j for j in ranked if j != i]]
+        notes = []
+        if not bool(r["adaptive"]):
+            notes.append(OPTIMISTIC)
+        if math.isfinite(as_float(r.get("removed_hi"))) and as_float(r["removed_hi"]) < 0:
+            notes.append(EASIER)
+        elif not math.isfinite(as_float(r.get("removed_hi"))) and as_float(r.get("removed")) < 0:
+            notes.append(EASIER)
+        if len(others):
+            q_lo = pd.to_numeric(others["quality_lo"], errors="coerce")
+            if q_lo.notna().all() and as_float(r["quality"]) < q_lo.min():
+                notes.append(LOW_QUALITY)
+            b_hi = pd.to_numeric(others["bias_hi"], errors="coerce")
+            if b_hi.notna().all() and as_float(r["bias"]) > b_hi.max():
+                notes.append(HIGH_BIAS)
+        out.append("; ".join(notes))
+    return out
+
+
+def not_separable_groups(table: pd.DataFrame) -> list[list[str]]:
+    """Runs of consecutively ranked defenses whose rank intervals overlap (each run of two or more)."""
+    ranked = table[table["rank"].notna()].sort_values("rank")
+    groups, current, reach = [], [], -1
+    for r in ranked.itertuples():
+        lo, hi = r.rank_low, r.rank_high
+        if lo is pd.NA or hi is pd.NA:
+            continue
+        if current and lo <= reach:
+            current.append(r.defense)
+            reach = max(reach, hi)
+        else:
+            if len(current) > 1:
+                groups.append(current)
+            current, reach = [r.defense], hi
+    if len(current) > 1:
+        groups.append(current)
+    return groups
+
+
+def indicative(n_images: int) -> bool:
+    """Fewer than ``INDICATIVE_N`` images: the ranking is indicative only."""
+    return n_images < INDICATIVE_N
+
+
+RULE = ("Ranked per dataset, metric and budget on what an attacker who knows the defense achieves: its worst case is "
+        "the attack, adaptive or transfer, with the largest gain through the defense g_D = mean d·sign·(s'_D − s_D)/r "
+        "(D(x) and D(x') with the same random draw). Gain removed = 1 − g_D(worst)/g(strongest attack on {ref} at the "
+        "same budget). Order: distance to the ideal over three utilities on fixed scales (gain removed, purified "
+        "quality{aligned} and fidelity {fid}, each clipped to [0, 1]), so a defense that removes no gain cannot win on "
+        "image quality and one that wrecks the image cannot win on gain. The defense's own score shift (bias) is a "
+        "cost, shown beside it. Intervals: 95 % bootstrap over images; ranks whose intervals overlap are not "
+        "separable. Baselines are the reference row, not ranked.")
 
 
 def rule_text(cells: pd.DataFrame) -> str:
     aligned = first_present(cells, QUALITY_COLUMNS) == "purified_quality_aligned"
-    return RULE.format(aligned=" (measured against the clean image in the defense's geometry)" if aligned else "")
+    mos = "srocc_def_clean" in cells and pd.to_numeric(cells["srocc_def_clean"], errors="coerce").notna().any()
+    return RULE.format(ref="the undefended metric (identity)",
+                       aligned=" (against the clean image in the defense's geometry)" if aligned else "",
+                       fid="SROCC(m, s_D)" if mos else "SROCC(s, s_D)")

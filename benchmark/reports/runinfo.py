@@ -75,11 +75,38 @@ def complete_summary(summary: pd.DataFrame, records: pd.DataFrame, run_dir: Path
     return summary
 
 
-def doc_href(name: str) -> str | None:
-    """``file://`` address of a document of the project checkout (docs/...), when it is there."""
-    p = PROJECT_ROOT / name
-    return p.as_uri() if p.is_file() else None
+def measures_link(name: str = MEASURES_DOC) -> dict:
+    """A project document named in a page. The page links only inside itself (and, from a leaderboard, to run
+    reports beside it), so that it can be copied and shared: documents are named, not linked by a path of the
+    machine that wrote the page."""
+    return {"text": name, "href": None}
 
 
-def measures_link() -> dict:
-    return {"text": MEASURES_DOC, "href": doc_href(MEASURES_DOC)}
+def provenance_text(manifest: dict) -> dict:
+    """The provenance line of a page: commit, the device (GPU name or CPU model), torch and CUDA versions, time."""
+    versions = manifest.get("versions") or {}
+    torch_v = manifest.get("torch") or versions.get("torch")
+    cuda = manifest.get("cuda_version")
+    return {"git_commit": manifest.get("git_commit"), "device": manifest.get("device"),
+            "device_name": manifest.get("device_name"), "torch": torch_v,
+            "cuda": cuda if cuda else ("none (CPU build)" if "cuda_version" in manifest else None),
+            "written": manifest.get("written")}
+
+
+def attack_directions(manifest: dict) -> dict[str, float]:
+    """Attack label -> its direction d (+1: raise predicted quality, the default; −1: ``direction = "decrease"``),
+    from the manifest's resolved parameters."""
+    out = {}
+    for e in (manifest.get("plugins") or {}).get("attacks", []):
+        direction = (e.get("resolved_params") or {}).get("direction", "increase")
+        out[e["label"]] = -1.0 if direction == "decrease" else 1.0
+    return out
+
+
+def attach_direction(records: pd.DataFrame, run_dir: Path, manifest: dict | None = None) -> pd.DataFrame:
+    """``records`` with ``attack_direction`` (d) per row, for the verdict measures (docs/measures.md)."""
+    if records.empty or "attack" not in records:
+        return records
+    d = attack_directions(manifest if manifest is not None else load_manifest(run_dir))
+    records["attack_direction"] = records["attack"].map(d).fillna(1.0).astype(float)
+    return records

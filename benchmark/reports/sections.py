@@ -1,6 +1,7 @@
-"""The content of one report section, i.e. one (dataset, metric): the defense ranking, the compact grouped
-cell table (best and worst marked), the raw table, the attack × defense heatmap of robust gain, gain-vs-budget
-curves and the trade-off plot. Everything is plain data for the templates, which escape every string."""
+"""The content of one report section, i.e. one (dataset, metric): the defense ranking per budget (with bootstrap
+intervals), the compact grouped cell table (best and worst marked), the raw table, the attack × defense heatmap of
+the gain through the defense g_D, gain-vs-budget curves and the trade-off plot. Everything is plain data for the
+templates, which escape every string."""
 from __future__ import annotations
 
 import math
@@ -9,15 +10,15 @@ import pandas as pd
 
 from ..schema import GROUPS, column
 from . import plots
-from .format import as_float, defense_flags, fmt, header, rank_text
-from .ranking import PSNR_COLUMNS, QUALITY_COLUMNS, coalesce, damages, defense_rows, first_present, rank_defenses, \
-    with_values
+from .format import as_float, defense_flags, fmt, header, rank_text, value_cell, with_interval
+from .ranking import EASIER, PSNR_COLUMNS, QUALITY_COLUMNS, coalesce, defense_rows, first_present, indicative, \
+    not_separable_groups, rank_defenses, with_values
 
 # Columns of the compact table by group; the first present of a tuple is shown (aligned before unaligned).
 COMPACT = [
     ("attack", ["abs_gain", "psnr_attack"]),
-    ("defense", ["robust_abs_gain", "both_defended_abs_gain"]),
-    ("quality", [PSNR_COLUMNS, QUALITY_COLUMNS, "purified_quality"]),
+    ("defense", ["defended_gain", "robust_abs_gain", "both_defended_abs_gain"]),
+    ("quality", ["defense_bias", PSNR_COLUMNS, QUALITY_COLUMNS, "purified_quality"]),
     ("correlation", ["srocc_clean", "srocc_def_clean", "plcc_clean", "plcc_def_clean"]),
     ("certificate", ["cert_width", "abstain_rate"]),
     ("cost", ["seconds_def_adv"]),
@@ -61,9 +62,8 @@ def compact_table(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
     groups = [("cell", ["attack", "defense", "flags"])] + compact_columns(cells)
     ranked = ~cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else pd.Series(True, cells.index)
     marks = {c: _marks(cells, c, ranked) for g, cols in groups if g in MARKED for c in cols}
-    harm = damages(cells)
-    flags_header = {"title": "flags", "hover": "adaptive: the attack saw the defense; "
-                    "damages: PSNR(x, D(x')) < PSNR(x, x'); reference: a baseline, not ranked"}
+    flags_header = {"title": "flags", "hover": "adaptive: the attack saw the defense (EOT/BPDA through metric ∘ "
+                    "defense); reference: a baseline, not ranked"}
     heads = [{"name": c, **(header(c) if c != "flags" else flags_header)} for _, cols in groups for c in cols]
     rows = []
     for i, r in cells.iterrows():
@@ -71,8 +71,10 @@ def compact_table(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
         for g, cols in groups:
             for c in cols:
                 if c == "flags":
+                    eot = int(as_float(r.get("eot_samples"))) if math.isfinite(as_float(r.get("eot_samples"))) else 0
                     flags = (["reference"] if not ranked[i] else []) \
-                        + (["adaptive"] if r.get("adaptive_attack") else []) + (["damages"] if harm[i] else [])
+                        + ([f"adaptive (EOT {eot})" if eot > 1 else "adaptive"]
+                           if r.get("adaptive_attack") else [])
                     row.append({"text": ", ".join(flags), "sort": ", ".join(flags), "cls": "flags"})
                     continue
                 v = r.get(c)
@@ -86,7 +88,7 @@ def compact_table(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
                             "href": f"#{anchors[i]}" if c == "defense" and i in anchors else None})
         rows.append(row)
     return {"groups": [{"label": GROUPS[g], "span": len(cols)} for g, cols in groups], "header": heads,
-            "rows": rows}
+            "rows": rows, "ids": [anchors.get(i) for i in cells.index]}
 
 
 def raw_table(cells: pd.DataFrame) -> dict:
@@ -95,34 +97,42 @@ def raw_table(cells: pd.DataFrame) -> dict:
             "rows": [[{"text": fmt(v), "sort": _sort_key(v)} for v in r] for r in cells.itertuples(index=False)]}
 
 
+def _base_attack(label: str) -> str:
+    """The transfer attack an adaptive twin was made from (``pgd(eps=4/255)+adaptive`` -> ``pgd(eps=4/255)``)."""
+    return str(label).split("+adaptive")[0]
+
+
 def heatmap(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
-    """Attack rows × defense columns of robust gain, with the attack's undefended gain as first column."""
+    """Attack rows × defense columns of the gain through the defense g_D, with the attack's gain on the undefended
+    metric (the baseline's cell of the same, or of the transfer, attack) as first column."""
     attacks = list(dict.fromkeys(cells["attack"]))
     defenses = list(dict.fromkeys(cells["defense"]))
-    vals = pd.to_numeric(cells["robust_abs_gain"], errors="coerce")
-    vmax = max([v for v in list(vals) + list(pd.to_numeric(cells["abs_gain"], errors="coerce")) if math.isfinite(v)],
-               default=1.0)
-    harm = damages(cells)
+    vals = pd.to_numeric(cells["defended_gain"], errors="coerce")
+    vmax = max([v for v in vals if math.isfinite(v)], default=1.0) or 1.0
+    base = cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else pd.Series(False, cells.index)
+    alone_by_attack = {a: as_float(v) for a, v in zip(cells.loc[base, "attack"], cells.loc[base, "defended_gain"])}
     rows = []
     for a in attacks:
         sub = cells[cells["attack"] == a]
-        alone = as_float(sub["abs_gain"].iloc[0]) if sub["adaptive_attack"].astype(bool).sum() == 0 else math.nan
+        alone = alone_by_attack.get(a, alone_by_attack.get(_base_attack(a), math.nan))
         bg, fg = plots.heat_colour(alone, vmax)
         row = {"attack": a, "cells": [{"text": fmt(alone), "bg": bg, "fg": fg, "href": None,
-                                       "title": f"{a} without defense: mean |s − s'|/r = {fmt(alone)}"}]}
+                                       "title": f"{_base_attack(a)} without defense: g = {fmt(alone)}"}]}
         for d in defenses:
             hit = sub[sub["defense"] == d]
             if hit.empty:
-                row["cells"].append({"text": "", "bg": "#f7f7f7", "fg": "#999", "href": None, "title": "not run"})
+                same = "+adaptive" in a and bool(base[cells["defense"] == d].any())
+                row["cells"].append({"text": "= transfer" if same else "", "bg": "#f7f7f7", "fg": "#999",
+                                     "href": None, "title": "through the baseline the adaptive attack is the "
+                                     "transfer attack (run once)" if same else "not run"})
                 continue
             i = hit.index[0]
-            v = as_float(hit["robust_abs_gain"].iloc[0])
+            v = as_float(hit["defended_gain"].iloc[0])
             bg, fg = plots.heat_colour(v, vmax)
-            mark = " †" if harm[i] else ""
-            row["cells"].append({"text": fmt(v) + mark, "bg": bg, "fg": fg, "href": f"#{anchors.get(i, '')}",
-                                 "title": f"{a} → {d}: robust gain {fmt(v)} "
-                                          f"(attack alone {fmt(as_float(hit['abs_gain'].iloc[0]))})"
-                                          + ("; the purified image is further from x than x' is" if mark else "")})
+            row["cells"].append({"text": fmt(v), "bg": bg, "fg": fg, "href": f"#{anchors.get(i, '')}",
+                                 "title": f"{a} → {d}: g_D {fmt(v)} (without defense {fmt(alone)}); robust gain "
+                                          f"|s − s'_D|/r {fmt(as_float(hit['robust_abs_gain'].iloc[0]))}, bias "
+                                          f"{fmt(as_float(hit.get('defense_bias', pd.Series([math.nan])).iloc[0]))}"})
         rows.append(row)
     return {"defenses": defenses, "rows": rows, "vmax": vmax, "legend": [
         {"text": fmt(vmax * t), "bg": plots.heat_colour(vmax * t, vmax)[0], "fg": plots.heat_colour(vmax * t, vmax)[1]}
@@ -162,14 +172,20 @@ def budget_panels(cells: pd.DataFrame, records: pd.DataFrame | None, manifest: d
             f"{t} {plots.fmt_budget(m[0][1])}" for t, m in families.items()) + "): give a list, e.g. "
             "eps = [\"2/255\", \"4/255\", \"8/255\"], for curves of gain against budget.")
     for title, members in families.items():
-        series = [{"label": "no defense (attack alone)", "colour": "#000000", "dashed": True,
-                   "points": [(b, as_float(cells.loc[cells["attack"] == a, "abs_gain"].iloc[0])) for a, b in members]}]
-        for d in dict.fromkeys(cells["defense"]):
+        base = cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else \
+            pd.Series(False, cells.index)
+        alone = []
+        for a, b in members:
+            hit = cells[base & (cells["attack"].isin([a, _base_attack(a)]))]
+            if len(hit):
+                alone.append((b, as_float(hit["defended_gain"].iloc[0])))
+        series = [{"label": "no defense (attack alone)", "colour": "#000000", "dashed": True, "points": alone}]
+        for d in dict.fromkeys(cells.loc[~base, "defense"]):
             pts = []
             for a, b in members:
                 hit = cells[(cells["attack"] == a) & (cells["defense"] == d)]
                 if len(hit):
-                    pts.append((b, as_float(hit["robust_abs_gain"].iloc[0])))
+                    pts.append((b, as_float(hit["defended_gain"].iloc[0])))
             series.append({"label": d, "colour": colours.get(d), "points": pts})
         p = plots.budget_curves(series, colours, title=title)
         if p:
@@ -177,62 +193,100 @@ def budget_panels(cells: pd.DataFrame, records: pd.DataFrame | None, manifest: d
     return panels, ""
 
 
-def tradeoff_plot(cells: pd.DataFrame, anchors: dict[int, str], colours: dict[str, str], markers: dict[str, str]
-                  ) -> dict | None:
-    q = first_present(cells, QUALITY_COLUMNS)
-    if q is None:
+def tradeoff_plot(ranking: dict, anchors: dict[int, str], colours: dict[str, str]) -> dict | None:
+    """One point per defense at its worst case (the first budget's ranking): g_D against the purified quality,
+    with their 95 % bootstrap intervals as whiskers; the marker says whether the worst attack was adaptive."""
+    rows = ranking["rows"]
+    if rows.empty:
         return None
-    quality = coalesce(cells, QUALITY_COLUMNS)
-    pts = [{"gain": as_float(r["robust_abs_gain"]), "quality": float(quality[i]), "defense": r["defense"],
-            "attack": r["attack"], "href": f"#{anchors.get(i, '')}",
-            "title": f"{r['defense']} vs {r['attack']}: robust gain {fmt(as_float(r['robust_abs_gain']))}, "
-                     f"{column(q).title} {fmt(float(quality[i]))}"} for i, r in cells.iterrows()]
-    return plots.tradeoff(pts, {d: c for d, c in colours.items() if d in set(cells["defense"])},
-                          {a: m for a, m in markers.items() if a in set(cells["attack"])},
-                          xlabel="robust gain mean |s − s'_D|/r (lower is better)",
-                          ylabel=f"{column(q).title} (higher is better)")
+    rows = rows[rows["budget_label"] == rows["budget_label"].iloc[0]]
+    pts = []
+    for r in rows.itertuples():
+        kind = "adaptive attack" if "+adaptive" in str(r.worst_attack) else "transfer attack"
+        worst = r.cell_index[0] if r.cell_index else None
+        pts.append({"gain": as_float(r.worst_gain), "quality": as_float(r.quality), "defense": r.defense,
+                    "attack": kind, "href": f"#{anchors.get(worst, '')}",
+                    "gain_ci": (as_float(r.worst_gain_lo), as_float(r.worst_gain_hi)),
+                    "quality_ci": (as_float(r.quality_lo), as_float(r.quality_hi)),
+                    "title": f"{r.defense}: worst g_D {fmt(as_float(r.worst_gain))} ({r.worst_attack}), purified "
+                             f"quality {fmt(as_float(r.quality))}"})
+    return plots.tradeoff(pts, {d: c for d, c in colours.items() if d in set(rows["defense"])},
+                          {"transfer attack": "circle", "adaptive attack": "square"},
+                          xlabel="worst g_D = mean d·sign·(s'_D − s_D)/r, gain through the defense (lower is better)",
+                          ylabel="purified quality (higher is better)")
 
 
 def _g(v) -> str:
     return f"{v:.3g}" if isinstance(v, (int, float)) and math.isfinite(v) else "–"
 
 
+def _pct(v) -> str:
+    return f"{100 * v:.0f} %" if isinstance(v, (int, float)) and math.isfinite(v) else "–"
+
+
 def verdict(rows: pd.DataFrame, top: int = 3) -> list[str]:
-    """Plain sentences for the first ``top`` ranked defenses (and the baseline): what each takes back of its
-    strongest attack, and at what cost in image quality and agreement with MOS."""
+    """Plain sentences per budget: the attack's gain without defense, then for the first ``top`` ranked
+    defenses what an attacker who knows them keeps, with intervals, costs and what is unusual."""
     out = []
-    mos = "srocc_def_clean" in rows and rows["srocc_def_clean"].notna().any()
-    for r in rows[rows["baseline"].astype(bool)].itertuples():
-        out.append(f"Without defense ({r.defense}) the strongest attack, {r.worst_attack}, moves the score by "
-                   f"{_g(r.worst_robust_gain)} of the score range; the attacked image itself scores "
-                   f"{_g(r.attacked_quality)} on the purified-quality scale.")
-    for r in rows[~rows["baseline"].astype(bool)].head(top).itertuples():
-        s = (f"#{r.rank} {r.defense} takes back {_g(100 * r.removed) if math.isfinite(r.removed) else '–'} % of the "
-             f"score shift of its strongest attack ({r.worst_attack}: {_g(r.worst_robust_gain)} left of "
-             f"{_g(r.abs_gain)}), at purified quality {_g(r.quality)} (attacked image: {_g(r.attacked_quality)})")
-        if mos:
-            s += f", SROCC(m, s_D) {_g(r.srocc_def_clean)} (undefended {_g(r.srocc_clean)})"
-        if r.damages:
-            s += "; its output is further from the clean image than the attacked image is"
-        if not r.adaptive:
-            s += "; no adaptive attack tried it"
-        out.append(s + ".")
+    for _, g in rows.groupby("budget_label", sort=False) if "budget_label" in rows else [("", rows)]:
+        at = f" at {g['budget_label'].iloc[0]}" if "budget_label" in g and g["budget_label"].iloc[0] != "–" else ""
+        for r in g[g["baseline"].astype(bool)].itertuples():
+            out.append(f"Without defense ({r.defense}) the strongest attack{at}, {r.worst_attack}, moves the score by "
+                       f"{with_interval(r.worst_gain, r.worst_gain_lo, r.worst_gain_hi)} of the score range in its "
+                       "direction.")
+        for r in g[~g["baseline"].astype(bool)].head(top).itertuples():
+            removed, hi = as_float(r.removed), as_float(r.removed_hi)
+            if math.isfinite(removed) and removed < 0 and (hi < 0 or not math.isfinite(hi)):
+                what = f"makes the metric easier to attack: {_g(-100 * removed)} % more gain than without defense"
+            elif math.isfinite(removed) and removed < 0:
+                what = f"takes back none of the strongest attack's gain ({_pct(removed)})"
+            else:
+                what = f"takes back {_pct(removed)} of the strongest attack's gain"
+            s = (f"#{r.rank} {r.defense} {what} (interval {_pct(as_float(r.removed_lo))} to "
+                 f"{_pct(as_float(r.removed_hi))}); an attacker who knows it ({r.worst_attack}) keeps g_D = "
+                 f"{_g(r.worst_gain)}. Costs: score shift on clean images {_g(r.bias)}, fidelity {_g(r.fidelity)}, "
+                 f"purified quality {_g(r.quality)} (attacked image: {_g(r.attacked_quality)})")
+            notes = [n for n in defense_flags(r.notes) if n != EASIER]
+            if notes:
+                s += "; " + "; ".join(notes)
+            out.append(s + ".")
+        groups = not_separable_groups(g)
+        if groups:
+            out.append("Not separable (their 95 % rank intervals overlap): "
+                       + "; ".join(", ".join(x) for x in groups) + ".")
     return out
 
 
-RANK_COLUMNS = ["worst_robust_gain", "removed", "quality", "srocc_def_clean", "plcc_def_clean", "distance",
+RANK_COLUMNS = ["worst_gain", "removed", "quality", "fidelity", "bias", "reference_gain", "worst_robust_gain",
                 "seconds_def_adv"]
+INTERVALS = {"worst_gain", "removed", "quality", "fidelity", "bias"}
 
 
-def ranking(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
-    rows = rank_defenses(defense_rows(cells, ["dataset", "metric", "defense"]))
+def ranking(cells: pd.DataFrame, anchors: dict[int, str], stats: dict | None = None,
+            colours: dict[str, str] | None = None) -> dict:
+    """The ranking tables of a section (one per budget), their verdict sentences and the indicative note."""
+    rows = rank_defenses(defense_rows(cells, ["dataset", "metric", "defense"], stats))
     heads = with_values(rows, RANK_COLUMNS)
-    out = []
-    for r in rows.itertuples():
-        worst = r.cell_index[0] if r.cell_index else None
-        rank, front = rank_text(r.rank, r.front, r.baseline)
-        out.append({"rank": rank, "front": front, "defense": r.defense, "worst_attack": r.worst_attack,
-                    "href": f"#{anchors[worst]}" if worst in anchors else None,
-                    "vals": [fmt(getattr(r, h)) for h in heads],
-                    "flags": defense_flags(r.damages, r.adaptive, r.baseline), "baseline": r.baseline})
-    return {"header": [header(h) for h in heads], "rows": out, "verdict": verdict(rows)}
+    tables = []
+    for budget, g in rows.groupby("budget_label", sort=False):
+        out = []
+        for r in g.itertuples():
+            worst = r.cell_index[0] if r.cell_index else None
+            rank, interval_text = rank_text(r.rank, r.rank_low, r.rank_high, r.baseline)
+            vals = []
+            for h in heads:
+                v = getattr(r, h)
+                if r.baseline and h in ("removed", "bias", "fidelity"):   # 0, 0, 1 by definition: left blank
+                    vals.append({"text": "", "ci": "", "sort": "nan"})
+                elif h in INTERVALS:
+                    vals.append(value_cell(v, getattr(r, f"{h}_lo", math.nan), getattr(r, f"{h}_hi", math.nan)))
+                else:
+                    vals.append(value_cell(v))
+            out.append({"rank": rank, "interval": interval_text, "defense": r.defense, "worst_attack": r.worst_attack,
+                        "colour": (colours or {}).get(r.defense, plots.BASELINE_COLOUR),
+                        "href": f"#{anchors[worst]}" if worst in anchors else None, "vals": vals,
+                        "separable": r.separable, "flags": defense_flags(r.notes), "baseline": r.baseline})
+        tables.append({"budget": budget, "rows": out})
+    n = int(pd.to_numeric(cells["n_images"], errors="coerce").min()) if "n_images" in cells else 0
+    return {"header": [header(h) for h in heads], "tables": tables, "verdict": verdict(rows),
+            "indicative": indicative(n), "n_images": n, "rows": rows}

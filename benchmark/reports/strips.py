@@ -1,22 +1,25 @@
-"""Image strips of the report: for every cell, the images of largest, median and smallest robust gain
-``|s − s'_D| / r``, each as clean x | attacked x' | purified D(x') thumbnails with their scores and PSNR.
+"""Image strips of the report: what the attack does to an image and what the defense leaves of it.
+
+Per section (dataset, metric) one image is shown: the one on which the strongest attack on the undefended metric
+moves the score most. Its clean version ``x`` is shown once; then, for the baseline and for every defense in
+ranked order, under that defense's worst-case attack (the one a ranking judges it by): the attacked image ``x'``,
+the purified ``D(x')``, ``|x' − x|`` and ``|D(x') − x|`` amplified by the same factor (stated), and a 4× zoomed
+crop (nearest neighbour) of ``x``, ``x'`` and ``D(x')`` around the region where the perturbation is largest.
+Images are lossless PNG at their native size up to ``MAX_SIDE`` pixels (a larger image is scaled down, and the
+strip says so), so that a 4/255 perturbation is visible in the zoom and the difference panels.
 
 Where the images come from:
 
 - ``x``: the dataset rebuilt from the manifest (plugin name and parameters) and brought to the run's size
   policy, checked against the stored ``PSNR(x, x')``; kept as a lossless PNG in ``<run>/cache/clean/`` so
   that later renderings do not load the dataset again;
-- ``x'``: the attack stage's stored image files (``<run>/stages/attack/<key>/``, :mod:`benchmark.attacked`),
-  read one at a time;
-- ``D(x')``: purified images are not stored, so for the (at most three) images shown the defense is rebuilt
-  from the manifest and run again on ``x'``: a deterministic defense on the image alone, a stochastic one
-  on the image's whole batch with the stage's seed (``seed_from(run seed, dataset and defense key,
-  batch ids)``, as the runner draws it). The result is shown only when its ``PSNR(x, D(x'))`` matches the
-  stored one; otherwise (and for smoothing defenses, which score noisy copies without changing the image,
-  for defenses slower than ``MAX_SECONDS`` per image, and for defenses that cannot be rebuilt here) the
-  third thumbnail is ``|x' − x|`` amplified, and the strip says so.
-
-Thumbnails are at most ``THUMB`` pixels on their long side, JPEG, embedded as data URIs.
+- ``x'``: the attack stage's stored image files (``<run>/stages/attack/<key>/``, :mod:`benchmark.attacked`);
+- ``D(x')``: purified images are not stored, so for the image shown the defense is rebuilt from the manifest
+  and run again on ``x'``: a deterministic defense on the image alone, a stochastic one on the image's whole
+  batch with the stage's seed (``seed_from(run seed, dataset and defense key, batch ids)``, as the runner
+  draws it). It is shown only when its ``PSNR(x, D(x'))`` matches the stored one; otherwise (and for smoothing
+  defenses, which score noisy copies without changing the image, for defenses slower than ``MAX_SECONDS`` per
+  image, and for defenses that cannot be rebuilt here) the strip says why it is missing.
 """
 from __future__ import annotations
 
@@ -26,8 +29,10 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import PluginSpec
@@ -40,22 +45,57 @@ from .protocol import load_plugin_files
 
 log = logging.getLogger(__name__)
 
-THUMB = 160          # pixels, long side
-JPEG_QUALITY = 72
+MAX_SIDE = 256       # pixels: images are shown at their native size up to this long side
+ZOOM = 4             # the crop around the largest perturbation is enlarged this many times
+CROP = 32            # pixels: side of that crop (before zooming)
 MAX_SECONDS = 2.0    # recompute D(x') only for defenses at most this slow per image (stored seconds_def_adv)
 PSNR_TOL = 0.05      # dB: a recomputed image must reproduce the stored PSNR within this
 
 
-def thumbnail(x: torch.Tensor, size: int = THUMB) -> str:
-    """3×H×W in [0, 1] -> ``data:image/jpeg;base64,...`` at most ``size`` pixels on its long side."""
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def png_uri(x: torch.Tensor, max_side: int = MAX_SIDE) -> str:
+    """3×H×W in [0, 1] -> ``data:image/png;base64,...``, lossless, at most ``max_side`` pixels on its long side
+    (scaled down with Lanczos only when larger; a 1-channel image stays grey)."""
     from PIL import Image
 
-    arr = (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    im = Image.fromarray(arr)
-    im.thumbnail((size, size), Image.Resampling.LANCZOS)
+    arr = _uint8(x)
+    im = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    if max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    im.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+thumbnail = png_uri  # the name earlier versions used
+
+
+def amplification(d: torch.Tensor) -> int:
+    """The factor that brings the largest difference ``d`` to about half the range (at least 1)."""
+    return max(1, round(0.5 / max(float(d.max()), 1e-6)))
+
+
+def difference(a: torch.Tensor, b: torch.Tensor, amp: int) -> torch.Tensor:
+    """``|a − b|`` amplified by ``amp``, as a grey image (the largest over the channels: one channel to store)."""
+    return ((a - b).abs().amax(0, keepdim=True) * amp).clamp(0, 1)
+
+
+def largest_region(d: torch.Tensor, size: int = CROP) -> tuple[int, int, int]:
+    """(top, left, side) of the ``size``-pixel square where the mean of ``d`` (C×H×W) is largest."""
+    h, w = d.shape[-2:]
+    side = min(size, h, w)
+    energy = F.avg_pool2d(d.abs().mean(0)[None, None].float(), side, stride=1)[0, 0]
+    k = int(torch.argmax(energy))
+    return k // energy.shape[1], k % energy.shape[1], side
+
+
+def zoomed(x: torch.Tensor, region: tuple[int, int, int], zoom: int = ZOOM) -> torch.Tensor:
+    top, left, side = region
+    crop = x[:, top:top + side, left:left + side]
+    return crop.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
 
 
 def _write_png(path: Path, x: torch.Tensor) -> None:
@@ -69,20 +109,6 @@ def _write_png(path: Path, x: torch.Tensor) -> None:
         atomic_write_bytes(path, buf.getvalue())
     except OSError as exc:  # a read-only run directory: no cache, nothing else lost
         log.info("report images: cache %s not written (%s)", path, exc)
-
-
-def picks(g: pd.DataFrame) -> list[tuple[str, pd.Series, float]]:
-    """(which, record, gain) for the images of largest, median and smallest robust gain (distinct images)."""
-    r = abs(float(g["range_hi"].iloc[0]) - float(g["range_lo"].iloc[0])) or 1.0
-    gain = (g["score"].astype(float) - g["score_adv_def"].astype(float)).abs() / r
-    order = list(gain.sort_values(ascending=False, kind="stable").index)
-    chosen, out = set(), []
-    for which, pos in (("largest gain", 0), ("median gain", len(order) // 2), ("smallest gain", len(order) - 1)):
-        i = order[pos]
-        if i not in chosen:
-            chosen.add(i)
-            out.append((which, g.loc[i], float(gain.loc[i])))
-    return out
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -237,84 +263,118 @@ class _Sources:
         return out[ids.index(image_id)], ""
 
 
-def _caption(role: str, label: str, score: float, psnr: float | None = None) -> dict:
-    s = f"{label} = {score:.4g}" if math.isfinite(score) else label
-    return {"role": role, "text": s + (f" · {psnr:.1f} dB" if psnr is not None and math.isfinite(psnr) else "")}
+def _panel(role: str, src: str, alt: str, text: str = "", wide: bool = False) -> dict:
+    return {"role": role, "src": src, "alt": alt, "text": text, "wide": wide}
 
 
-def cell_strips(run_dir: Path, manifest: dict, records: pd.DataFrame, cells: list[dict], *,
-                progress: bool = False) -> dict[int, dict]:
-    """Strip of each cell (``cells``: dicts with dataset, metric, attack, defense, keys, index) by index.
+def _score(v) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{v:.4g}" if math.isfinite(v) else "–"
 
-    Runs torch on one thread: the work is a few small images, for which thread start-up and
-    synchronisation cost more than the arithmetic (tens of times more on a busy machine)."""
+
+def pick_image(records: pd.DataFrame) -> str | None:
+    """The image on which the cell's attack moves the score most in its direction (``records``: one cell)."""
+    if records.empty:
+        return None
+    r = abs(float(records["range_hi"].iloc[0]) - float(records["range_lo"].iloc[0])) or 1.0
+    sign = -1.0 if bool(records["lower_better"].iloc[0]) else 1.0
+    d = float(records["attack_direction"].iloc[0]) if "attack_direction" in records else 1.0
+    gain = d * sign * (records["score_adv_def"].astype(float) - records["score_def"].astype(float)) / r
+    return str(records.loc[gain.idxmax(), "image_id"]) if gain.notna().any() else str(records["image_id"].iloc[0])
+
+
+def section_strips(run_dir: Path, manifest: dict, records: pd.DataFrame, cells: list[dict], image_id: str, *,
+                   src: "_Sources | None" = None) -> dict:
+    """The strips of one section: ``cells`` (dicts with dataset, metric, attack, defense, keys, index, anchor,
+    baseline) in the order shown, each on image ``image_id``. Returns the clean panel and one strip per cell."""
+    src = src or _Sources(run_dir, manifest)
+    by_cell = {k: g for k, g in records.groupby(["dataset", "metric", "attack", "defense"], sort=False)}
+    clean, strips, notes = None, [], set()
+    for cell in cells:
+        g = by_cell.get((cell["dataset"], cell["metric"], cell["attack"], cell["defense"]))
+        if g is None or g.empty or not cell.get("keys"):
+            continue
+        hit = g[g["image_id"].astype(str) == str(image_id)]
+        if hit.empty:
+            continue
+        rec = hit.iloc[0]
+        adv = src.attacked(cell["keys"]["attack"])
+        x, xa = src.clean(cell["dataset"], str(rec["image_id"])), adv.get(rec["image_id"])
+        stored_att, stored_def = float(rec.get("psnr_attack", math.nan)), float(rec.get("psnr_def_adv", math.nan))
+        if x is not None and xa is not None and x.shape == xa.shape and not abs(_psnr(xa, x) - stored_att) <= PSNR_TOL:
+            notes.add("the clean image rebuilt from the dataset does not match the stored PSNR(x, x'); it is not shown")
+            x = None
+        if x is None or xa is None or x.shape != xa.shape:
+            strips.append({**cell, "image_id": image_id, "panels": [], "why": "the clean or attacked image is not "
+                           "available here"})
+            continue
+        if clean is None:
+            clean = _panel("clean x", png_uri(x), f"clean {image_id}", f"s = {_score(rec['score'])}")
+            if max(x.shape[-2:]) > MAX_SIDE:
+                notes.add(f"images are {x.shape[-1]}×{x.shape[-2]} px, shown scaled to {MAX_SIDE} px; the zoomed "
+                          "crops are at native resolution")
+        purified, why = None, ""
+        if not cell.get("baseline"):
+            seconds = float(pd.to_numeric(g.get("seconds_def_adv"), errors="coerce").mean()) \
+                if "seconds_def_adv" in g else 0.0
+            if seconds > MAX_SECONDS:
+                why = f"D(x') not recomputed: the defense takes {seconds:.2g} s per image"
+            else:
+                purified, why = src.purified(cell, str(rec["image_id"]), list(g["image_id"]), adv)
+                if purified is not None:
+                    from ..images import resize_to
+
+                    purified = resize_to(purified[None], x[None])[0]
+                    got = _psnr(purified, x)
+                    if not abs(got - stored_def) <= PSNR_TOL:
+                        purified, why = None, (f"D(x') recomputed here gives PSNR {got:.2f} dB, not the stored "
+                                               f"{stored_def:.2f} dB: not shown")
+                elif why:
+                    why = f"D(x') not shown: {why}"
+        amp = amplification((xa - x).abs())
+        region = largest_region(xa - x)
+        panels = [_panel("attacked x'", png_uri(xa), f"attacked {image_id}",
+                         f"s' = {_score(rec['score_adv'])} · {stored_att:.1f} dB")]
+        if purified is not None:
+            panels.append(_panel("purified D(x')", png_uri(purified), f"purified {image_id}",
+                                 f"s'_D = {_score(rec['score_adv_def'])} · {stored_def:.1f} dB"))
+        panels.append(_panel(f"|x' − x| ×{amp}", png_uri(difference(xa, x, amp)), f"difference {image_id}",
+                             f"L∞ {255 * float((xa - x).abs().max()):.1f}/255"))
+        if purified is not None:
+            amp_d = amplification((purified - x).abs())
+            moved = " (it moves pixels: against the unmoved x)" if cell.get("changes_geometry") else ""
+            panels.append(_panel(f"|D(x') − x| ×{amp_d}", png_uri(difference(purified, x, amp_d)),
+                                 f"purified difference {image_id}",
+                                 f"L∞ {255 * float((purified - x).abs().max()):.0f}/255: what is left of x{moved}"))
+        crops = [x, xa] + ([purified] if purified is not None else [])
+        zoom = torch.cat([torch.cat([zoomed(c, region), torch.ones(3, region[2] * ZOOM, 2)], 2) for c in crops], 2)
+        panels.append(_panel(f"{ZOOM}× zoom: x | x'" + (" | D(x')" if purified is not None else ""),
+                             png_uri(zoom[:, :, :-2], max_side=10_000), f"zoom {image_id}",
+                             f"{region[2]}×{region[2]} px at ({region[1]}, {region[0]}): the largest perturbation",
+                             wide=True))
+        strips.append({**cell, "image_id": image_id, "panels": panels, "why": why,
+                       "scores": f"s = {_score(rec['score'])}, s' = {_score(rec['score_adv'])}, "
+                                 f"s_D = {_score(rec['score_def'])}, s'_D = {_score(rec['score_adv_def'])}"})
+    return {"image_id": image_id, "clean": clean, "strips": strips, "notes": sorted(notes)}
+
+
+def report_strips(run_dir: Path, manifest: dict, records: pd.DataFrame, sections: list[dict], *,
+                  progress: bool = False) -> list[dict | None]:
+    """:func:`section_strips` of each of ``sections`` (dicts with ``cells`` and ``image_id``), on one torch thread:
+    the work is a few small images, for which thread start-up costs more than the arithmetic."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _cell_strips(run_dir, manifest, records, cells, progress=progress)
+        src = _Sources(run_dir, manifest)
+        return [section_strips(run_dir, manifest, records, s["cells"], s["image_id"], src=src)
+                if s.get("image_id") is not None else None
+                for s in tqdm(sections, desc="report: image strips", unit="section", disable=not progress,
+                              leave=False)]
     finally:
         torch.set_num_threads(threads)
 
 
-def _cell_strips(run_dir: Path, manifest: dict, records: pd.DataFrame, cells: list[dict], *,
-                 progress: bool = False) -> dict[int, dict]:
-    src = _Sources(run_dir, manifest)
-    by_cell = {k: g for k, g in records.groupby(["dataset", "metric", "attack", "defense"], sort=False)}
-    out: dict[int, dict] = {}
-    for cell in tqdm(cells, desc="report: image strips", unit="cell", disable=not progress, leave=False):
-        g = by_cell.get((cell["dataset"], cell["metric"], cell["attack"], cell["defense"]))
-        if g is None or g.empty or not cell.get("keys"):
-            continue
-        adv = src.attacked(cell["keys"]["attack"])
-        order = list(g["image_id"])
-        seconds = float(pd.to_numeric(g.get("seconds_def_adv"), errors="coerce").mean()) \
-            if "seconds_def_adv" in g else 0.0
-        notes, strip = set(), []
-        for which, rec, gain in picks(g):
-            i = rec["image_id"]
-            x, xa = src.clean(cell["dataset"], i), adv.get(i)
-            stored_att, stored_def = float(rec.get("psnr_attack", math.nan)), float(rec.get("psnr_def_adv", math.nan))
-            if x is not None and xa is not None and x.shape == xa.shape and \
-                    not abs(_psnr(xa, x) - stored_att) <= PSNR_TOL:
-                notes.add("the clean image rebuilt from the dataset does not match the stored PSNR(x, x'); "
-                          "it is not shown")
-                x = None
-            purified, why = (None, "the clean or attacked image is not available")
-            if x is not None and xa is not None:
-                if seconds > MAX_SECONDS:
-                    why = f"the defense takes {seconds:.2g} s per image"
-                else:
-                    purified, why = src.purified(cell, i, order, adv)
-                if purified is not None:
-                    from ..images import resize_to
-
-                    got = _psnr(resize_to(purified[None], x[None])[0], x)
-                    if not abs(got - stored_def) <= PSNR_TOL:
-                        purified, why = None, (f"D(x') recomputed here gives PSNR {got:.2f} dB, not the stored "
-                                               f"{stored_def:.2f} dB")
-            thumbs = []
-            if x is not None:
-                thumbs.append({"src": thumbnail(x), "alt": f"clean {i}",
-                               "caption": _caption("clean x", "s", rec["score"])})
-            if xa is not None:
-                thumbs.append({"src": thumbnail(xa), "alt": f"attacked {i}",
-                               "caption": _caption("attacked x'", "s'", rec["score_adv"], stored_att)})
-            if purified is not None:
-                cap = _caption("purified D(x')", "s'_D", rec["score_adv_def"], stored_def)
-                aligned = float(rec.get("psnr_def_adv_aligned", math.nan))
-                if math.isfinite(aligned) and abs(aligned - stored_def) > PSNR_TOL:  # moved pixels: A(x) too
-                    cap["text"] += f" ({aligned:.1f} aligned)"
-                thumbs.append({"src": thumbnail(purified), "alt": f"purified {i}", "caption": cap})
-            elif x is not None and xa is not None:
-                d = (xa - x).abs()
-                amp = max(1, round(0.5 / max(float(d.max()), 1e-6)))
-                thumbs.append({"src": thumbnail((d * amp).clamp(0, 1)), "alt": f"difference {i}",
-                               "caption": {"role": f"|x' − x| ×{amp}",
-                                           "text": f"s'_D = {float(rec['score_adv_def']):.4g} · {stored_def:.1f} dB"}})
-                notes.add(f"D(x') not shown ({why}): the third image is |x' − x| amplified")
-            strip.append({"which": which, "image_id": i, "gain": gain, "thumbs": thumbs})
-        out[cell["index"]] = {"picks": strip, "notes": sorted(notes)}
-    return out
-
-
-__all__ = ["THUMB", "cell_strips", "picks", "thumbnail"]
+__all__ = ["MAX_SIDE", "ZOOM", "largest_region", "pick_image", "png_uri", "report_strips", "section_strips"]

@@ -19,7 +19,7 @@ from ..measures import summarize
 from ..records import load_records
 from ..schema import HEADLINE
 from ..store import atomic_write_bytes, atomic_write_text
-from .runinfo import complete_summary
+from .runinfo import attach_direction, complete_summary
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,43 @@ def markdown_text(df: pd.DataFrame, **kwargs) -> str:
     return map_text(df, markdown_cell).to_markdown(index=False, **kwargs) + "\n"
 
 
+RANK_SUMMARY = ["rank", "rank_low", "rank_high"]   # the cell's defense's rank at the cell's budget
+
+
+def with_ranks(summary: pd.DataFrame, records: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """``summary`` with the rank of each cell's defense in its (dataset, metric, budget) and the rank's bootstrap
+    interval (:mod:`benchmark.reports.ranking`); computes and stores the cells' bootstrap replicates."""
+    from .ranking import budget_labels, defense_rows, rank_defenses
+    from .verdicts import run_statistics
+
+    if summary.empty:
+        return summary
+    by_cell = run_statistics(run_dir, records, summary)
+    stats = {i: by_cell[(r.dataset, r.metric, r.attack, r.defense)] for i, r in zip(summary.index, summary.itertuples())
+             if (r.dataset, r.metric, r.attack, r.defense) in by_cell}
+    table = rank_defenses(defense_rows(summary, ["dataset", "metric", "defense"], stats))
+    key = ["dataset", "metric", "budget_label", "defense"]
+    ranks = table[key + RANK_SUMMARY]
+    out = summary.assign(budget_label=budget_labels(summary)).merge(ranks, on=key, how="left")
+    return out.drop(columns="budget_label")
+
+
 def write_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write records.csv, summary.csv (+ Parquet) and summary.md; returns the records (with the attack direction
+    the verdict measures use) and the summary."""
     run_dir = Path(run_dir)
-    records = load_records(run_dir)
+    stored = load_records(run_dir)
+    records = attach_direction(stored.copy(), run_dir)
     summary = complete_summary(summarize(records), records, run_dir)  # + baseline flag, aligned PSNR means
+    summary = with_ranks(summary, records, run_dir)
     # the schema's headline columns first, every other measure after them; summary.md shows the headline only
     summary = summary[[c for c in HEADLINE if c in summary] + [c for c in summary if c not in HEADLINE]]
-    atomic_write_text(run_dir / "records.csv", csv_text(records))
+    atomic_write_text(run_dir / "records.csv", csv_text(stored))
     atomic_write_text(run_dir / "summary.csv", csv_text(summary))
     shown = summary[[c for c in HEADLINE if c in summary]]
     atomic_write_text(run_dir / "summary.md", markdown_text(shown, floatfmt=".4g"))
     if importlib.util.find_spec("pyarrow"):
-        for name, frame in (("records", records), ("summary", summary)):
+        for name, frame in (("records", stored), ("summary", summary)):
             buf = io.BytesIO()
             frame.to_parquet(buf, index=False)
             atomic_write_bytes(run_dir / f"{name}.parquet", buf.getvalue())

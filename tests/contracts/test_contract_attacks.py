@@ -1,0 +1,66 @@
+"""The attack contract, checked for every registered attack without its author writing a test: built from
+its defaults with a declared budget unit; on the real default model, an output of the input's shape in
+[0, 1]; the same output for the same generator seed; the budget kept after 8-bit quantisation, measured in
+the attack's own unit; the score objective not lowered; no backward pass when it declares
+``needs_gradient = False``. What makes each attack itself (its gain, agreement with a reference
+implementation) is in tests/attacks/."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark import passes
+from benchmark.attacks.base import BUDGET_UNITS, Attack
+
+from contract_helpers import build, builtin, default_metric, gen, images, small_kwargs
+
+NAMES = builtin("attacks")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_from_defaults(name):
+    a = build("attacks", name)
+    assert isinstance(a, Attack)
+    assert a.budget_unit in BUDGET_UNITS
+    assert isinstance(a.needs_gradient, bool) and isinstance(a.needs_fit, bool)
+    assert a.direction == "increase"
+
+
+def run(name, tmp_path, seed=0):
+    a = build("attacks", name, **small_kwargs("attacks", name))
+    model = passes.instrument(default_metric())
+    x = images()
+    if a.needs_fit:
+        a.fit(model, generator=gen(1), artifact=tmp_path / f"{name}.pt", provenance={"test": name}, progress=False)
+    a.output_8bit = True
+    with passes.counting() as count:
+        out = a(model, x, generator=gen(seed)).detach()
+    return a, model, x, a.finish(out, x), count
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_budget_and_objective(name, tmp_path):
+    a, model, x, x_adv, count = run(name, tmp_path)
+    assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert torch.equal(torch.round(x_adv * 255), x_adv * 255) or torch.allclose(torch.round(x_adv * 255) / 255, x_adv,
+                                                                                  atol=1e-6), "not on the 8-bit grid"
+    if a.budget is not None:
+        try:
+            spent = a.measured_budget(x_adv, x)
+        except NotImplementedError:
+            spent = None
+        if spent is not None:
+            assert float(spent.max()) <= float(a.budget) * (1 + 1e-5) + 1e-6, (a.describe_budget(), spent)
+    with torch.no_grad():
+        gain = (a.objective(model, x_adv) - a.objective(model, x)).mean()
+    assert float(gain) >= -1e-4, f"{name} lowered the objective on average: {float(gain)}"
+    if not a.needs_gradient:
+        assert count.backward == 0, f"{name} declares needs_gradient = False but ran {count.backward} backward passes"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_output(name, tmp_path):
+    _, _, _, first, _ = run(name, tmp_path, seed=7)
+    _, _, _, second, _ = run(name, tmp_path, seed=7)
+    assert torch.equal(first, second)
