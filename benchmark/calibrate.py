@@ -81,7 +81,7 @@ def run_attack(attack_cls, params: dict, metric, x: torch.Tensor, seed: int, fit
                    provenance={}, progress=False)
     x_adv = attack(metric, x, generator=torch.Generator().manual_seed(seed))
     if quantize:
-        x_adv = quantize_8bit(x_adv, x, attack.budget if attack.budget_unit == "linf" else None)
+        x_adv = quantize_8bit(x_adv, x, attack.budget if attack.threat_model == "linf" else None)  # as the runner
     return attack, x_adv
 
 

@@ -50,7 +50,10 @@ class MissingWeightsError(BenchmarkError):
 
     def __init__(self, what: str, path: str, hint: str = "", *, key: str | None = None):
         self.what, self.path, self.key, self.hint = what, path, key, hint
-        msg = f"{what}: weights file not found: {path}"
+        import os
+
+        # raised by a loader that found the file but could not read it: never call that file "not found"
+        msg = f"{what}: {'weights file not readable' if os.path.exists(path) else 'weights file not found'}: {path}"
         super().__init__(f"{msg}. {hint}".strip() if hint else msg)
 
 
@@ -67,7 +70,7 @@ class NonFiniteScoreError(BenchmarkError):
 
 
 EXIT_STOPPED = 3  # the command line's exit status after a :class:`RunStopped` (0 done, 1 cells failed, 2 user error)
-STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
+STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}  # a full, limited or failing disk
 
 
 class RunStopped(BenchmarkError):
@@ -94,6 +97,9 @@ def run_stopping(exc: BaseException) -> RunStopped | None:
     """``exc`` as a :class:`RunStopped` when it is a failure of the machine rather than of a stage: itself, an
     ``OSError`` of a full or failing disk (:data:`STOP_ERRNOS`), or a lost or failed accelerator (torch's
     ``AcceleratorError``, a "CUDA error" other than running out of memory); else None."""
+    cause = getattr(exc, "cause", None)  # a Ray task's error wraps the worker's own
+    if isinstance(cause, BaseException) and cause is not exc and (stop := run_stopping(cause)) is not None:
+        return stop
     if isinstance(exc, RunStopped):
         return exc
     if isinstance(exc, OSError) and exc.errno in STOP_ERRNOS:

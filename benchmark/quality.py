@@ -162,18 +162,26 @@ def ms_ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     if min(dist.shape[-2:]) < MS_SSIM_MIN_SIDE:
         raise ValueError(f"MS-SSIM needs sides of at least {MS_SSIM_MIN_SIDE} pixels (five scales of an "
                          f"{WINDOW}×{WINDOW} window), got {tuple(dist.shape[-2:])}")
-    x, y = luma255(dist), luma255(ref)
+    return _ssim_ms_ssim(luma255(dist), luma255(ref))[1]
+
+
+def _ssim_ms_ssim(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSIM and MS-SSIM (float64, per image) of B×1×H×W Y images at 0–255 with sides ≥ 176, in one pass:
+    MS-SSIM's first scale is SSIM itself (same images, window and constants), so its value is returned
+    rather than computed a second time (bit-identical to :func:`ssim`)."""
     mcs = []
-    with _no_tf32(dist.device):
-        for _ in MS_SSIM_WEIGHTS:
+    with _no_tf32(x.device):
+        for j, _ in enumerate(MS_SSIM_WEIGHTS):
             ssim_val, cs = _ssim_cs(x, y)
+            if j == 0:
+                first = ssim_val
             mcs.append(cs)
             padding = (x.shape[2] % 2, x.shape[3] % 2)
             x, y = F.avg_pool2d(x, 2, padding=padding), F.avg_pool2d(y, 2, padding=padding)
     # pyiqa's weights are a FloatTensor: their float32 values, as float64
     w = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float32).double().to(ssim_val.device)
     mcs = torch.stack(mcs[:-1])
-    return torch.prod(mcs ** w[:-1, None], dim=0) * ssim_val ** w[-1]
+    return first, torch.prod(mcs ** w[:-1, None], dim=0) * ssim_val ** w[-1]
 
 
 def psnr_skimage(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -232,10 +240,14 @@ def pair_quality(dist: torch.Tensor, ref: torch.Tensor, lpips: bool = False, dis
     (``psnr_skimage``: ``inf`` for identical images; ``ssim_skimage``), and LPIPS / DISTS if asked for
     (their weights must be here)."""
     dist, ref = dist.clamp(0, 1).float(), ref.clamp(0, 1).float()
-    out = {"psnr": torch.clamp(psnr(dist, ref), max=PSNR_CAP).cpu(), "ssim": ssim(dist, ref).cpu()}
-    if min(dist.shape[-2:]) >= MS_SSIM_MIN_SIDE:
-        out["ms_ssim"] = ms_ssim(dist, ref).cpu()
+    out = {"psnr": torch.clamp(psnr(dist, ref), max=PSNR_CAP).cpu()}
+    y_dist, y_ref = luma255(dist), luma255(ref)
+    if min(dist.shape[-2:]) >= MS_SSIM_MIN_SIDE:  # SSIM is MS-SSIM's first scale: computed once for both
+        s, ms = _ssim_ms_ssim(y_dist, y_ref)
+        out["ssim"], out["ms_ssim"] = s.cpu(), ms.cpu()
     else:
+        with _no_tf32(dist.device):
+            out["ssim"] = _ssim_cs(y_dist, y_ref)[0].cpu()
         out["ms_ssim"] = torch.full((dist.shape[0],), float("nan"), dtype=torch.float64)
     out["psnr_skimage"], out["ssim_skimage"] = psnr_skimage(dist, ref).cpu(), ssim_skimage(dist, ref).cpu()
     if dists:

@@ -156,10 +156,10 @@ _c("signed_gain", "signed gain", "mean sign · (s' − s) / r: how far the attac
 _FR = {"psnr": ("PSNR", " (dB, RGB; 80 dB for identical images, pyiqa's 1e-8 floor)", "higher"),
        "ssim": ("SSIM", " (pyiqa: Y channel, 11×11 Gaussian window)", "higher"),
        "ms_ssim": ("MS-SSIM", " (NaN below 176 px)", "higher"),
-       "psnr_skimage": ("PSNR_sk", " (dB, scikit-image peak_signal_noise_ratio, data_range 1: inf for identical "
-                        "images, so a mean with one is inf)", "higher"),
-       "ssim_skimage": ("SSIM_sk", " (scikit-image structural_similarity on RGB, channel_axis 2, data_range 1: "
-                        "7×7 uniform window, sample covariance)", "higher"),
+       "psnr_skimage": ("PSNR_sk", (" (dB, scikit-image peak_signal_noise_ratio, data_range 1: inf for identical "
+                                    "images, so a mean with one is inf)"), "higher"),
+       "ssim_skimage": ("SSIM_sk", (" (scikit-image structural_similarity on RGB, channel_axis 2, data_range 1: "
+                                    "7×7 uniform window, sample covariance)"), "higher"),
        "lpips": ("LPIPS", " (distance; only with its weights)", "lower"),
        "dists": ("DISTS", " (distance; only with its weights)", "lower")}
 _PAIRS = {"attack": ("x'", "attack"), "def_adv": ("D(x')", "quality"), "def_clean": ("D(x)", "quality")}

@@ -2,8 +2,10 @@
 
     python benchmarks/ray_scaling.py [--images 16] [--size 128] [--steps 20] [--attacks 6] [--repeats 2]
 
-Starts a Ray head and a second node on 127.0.0.1, ``--num-cpus=1`` each, runs the same small matrix (a
-folder of scikit-image photographs, the default model, ``--attacks`` PGD budgets, identity and JPEG) on
+Starts a Ray head and a second node on 127.0.0.1, ``--num-cpus=1`` each, of its own (its own temporary
+directory, ports, HOME and token; stopped by the PIDs it started, never ``ray stop``, so that a cluster of the
+user's on this machine is left alone: ``benchmark.executors.ray_cluster.LocalRayCluster``), runs the same
+small matrix (a folder of scikit-image photographs, the default model, ``--attacks`` PGD budgets, identity and JPEG) on
 one Ray worker and on two (each actor single-threaded: ``torch.set_num_threads(1)``), ``--repeats``
 times interleaved, checks that both wrote the same records, and writes
 benchmarks/results/ray_scaling.json with machine metadata and the load average around each run (other
@@ -18,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,13 +33,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from common import write_json  # noqa: E402
 
 from benchmark.config import load_config  # noqa: E402
+from benchmark.executors.ray_cluster import LocalRayCluster  # noqa: E402
 from benchmark.executors.ray_executor import RayExecutor  # noqa: E402
 from benchmark.records import load_records  # noqa: E402
 from benchmark.runner import Runner  # noqa: E402
 
-RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-NODE = ["--num-cpus=1", "--object-store-memory=" + str(80 * 1024 * 1024), "--node-ip-address=127.0.0.1",
-        "--disable-usage-stats"]
 
 
 def photo_folder(root: Path, n: int, size: int) -> Path:
@@ -133,15 +131,9 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ray-scaling-"))
     images = photo_folder(tmp / "images", args.images, args.size)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"127.0.0.1:{port}"
     rows, control = [], []
-    try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *NODE], check=True,
-                       capture_output=True)
-        subprocess.run([RAY, "start", f"--address={address}", *NODE], check=True, capture_output=True)
+    with LocalRayCluster(2, num_cpus=1) as cluster, cluster.driver_env():  # RayStartError shows Ray's own output
+        address = cluster.address
         for r in range(args.repeats):  # interleaved, so a change in the machine's load hits both alike
             for n in (1, 2):
                 dt = plain_processes(n, 20, args.size)
@@ -152,8 +144,6 @@ def main() -> int:
                 dt, load = timed_run(matrix(tmp / f"{name}.toml", images, name, args), address, workers)
                 rows.append({"workers": workers, "repeat": r, "seconds": dt, "load_before_after": load})
                 print(f"{workers} worker(s), repeat {r}: {dt:.1f} s (load {load[0]:.1f} -> {load[1]:.1f})")
-    finally:
-        subprocess.run([RAY, "stop", "--force"], check=False, capture_output=True)
     one = statistics.median(r["seconds"] for r in rows if r["workers"] == 1)
     two = statistics.median(r["seconds"] for r in rows if r["workers"] == 2)
     print(f"median: 1 worker {one:.1f} s, 2 workers {two:.1f} s; speed-up {one / two:.2f}x")

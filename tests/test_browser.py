@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fgsm_pgd_tables, folder_config, write_image_folder
+from conftest import ROOT, fgsm_pgd_tables, folder_config, write_image_folder
 
 from benchmark.cli import main
 
@@ -199,13 +199,60 @@ def _check(browser: DevTools, page: Path, header: str, shots: Path, name: str, *
 
 def test_report_in_chromium(pages):
     browser, paths, tmp = pages
-    # 4 cells × 3 images of largest/median/smallest gain × (clean, attacked, purified)
-    _check(browser, paths["report"], "robust gain", tmp / "screenshots", "report", min_images=4 * 3 * 3)
+    # the strips: clean x, then identity (x', |x' − x|, zoom) and jpeg (x', D(x'), two differences, zoom)
+    _check(browser, paths["report"], "robust gain", tmp / "screenshots", "report", min_images=1 + 3 + 5)
+
+
+LINKS = """(() => [...document.querySelectorAll('a[href]')].map(a => {
+  const h = a.getAttribute('href');
+  return [h, h.startsWith('#') && document.getElementById(decodeURIComponent(h.slice(1))) !== null];
+}))()"""
+STRIPS = """(() => [...document.querySelectorAll('.strip img, .strip-clean img')].map(i =>
+  [i.alt, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width]))()"""
+
+
+def test_quickstart_report_from_a_copy_in_another_folder(pages, tmp_path):
+    """The quickstart's report copied on its own elsewhere: its links resolve, its strips show the attack at
+    native size (lossless, a 4× zoom) and following a worst attack's link shows its images."""
+    browser, _, _ = pages
+    assert main(["run", str(ROOT / "examples" / "quickstart.toml"), "--output-dir", str(tmp_path / "runs"),
+                 "--no-progress"]) == 0
+    copy = tmp_path / "elsewhere" / "shared-report.html"
+    copy.parent.mkdir()
+    shutil.copy(tmp_path / "runs" / "quickstart" / "report.html", copy)
+    shutil.rmtree(tmp_path / "runs")                       # nothing of the run is left to point at
+    assert copy.stat().st_size < 5_000_000
+    browser.open(copy.as_uri())
+    browser.js("document.querySelectorAll('details').forEach(d => d.open = true)")
+    time.sleep(0.3)
+    links = browser.js(LINKS)
+    assert links and all(ok for _, ok in links), [h for h, ok in links if not ok][:5]
+    imgs = browser.js(STRIPS)
+    assert len(imgs) >= 1 + 3 + 4 * 5
+    assert all(0 < w <= 256 and 0 < h <= 256 for alt, w, h, _ in imgs if not alt.startswith("zoom")), imgs[:6]
+    zooms = [(w, h, shown) for alt, w, h, shown in imgs if alt.startswith("zoom")]
+    assert zooms and all(h == 4 * 32 and shown == w for w, h, shown in zooms)   # drawn 1:1, not scaled
+    # the first ranked defense's worst attack links to its strip, which then is on screen
+    target = browser.js("""(() => { const a = document.querySelector('table[id$="-rank0"] tbody tr:not(.ref) a');
+        a.click(); return a.getAttribute('href'); })()""")
+    time.sleep(0.3)
+    top = browser.js(f"document.getElementById({json.dumps(target[1:])}).getBoundingClientRect().top")
+    assert target.startswith("#strip-") and 0 <= top < 1000
+    browser.js("window.scrollTo(0, 0)")
+    browser.screenshot(tmp_path / "quickstart.png")
+    if os.environ.get("BENCHMARK_SCREENSHOTS"):
+        shutil.copy(tmp_path / "quickstart.png", Path(os.environ["BENCHMARK_SCREENSHOTS"]) / "quickstart.png")
+    errors, requests = browser.problems()
+    assert errors == [] and requests == []
 
 
 def test_leaderboard_in_chromium(pages):
     browser, paths, tmp = pages
-    _check(browser, paths["leaderboard"], "worst robust gain", tmp / "screenshots", "leaderboard", min_images=0)
+    _check(browser, paths["leaderboard"], "worst g_D", tmp / "screenshots", "leaderboard", min_images=0)
+    # the runs table: no cell overflows into the next one
+    overlap = browser.js("""(() => { const rows = [...document.querySelectorAll('#runs tr')];
+        return rows.some(r => [...r.cells].some(c => c.scrollWidth > c.clientWidth + 1)); })()""")
+    assert overlap is False
     # a defense links to the cells behind its row, which open when followed
     browser.js("document.querySelectorAll('details').forEach(d => d.open = false)")
     opened = browser.js("""(() => { const a = document.querySelector('a[href^="#d-"]'); a.click();

@@ -1,10 +1,13 @@
-"""The Ray executor on a real two-node Ray cluster on 127.0.0.1 (started with ``ray start``): the same records
-as the local executor, a worker killed mid-stage and retried, and the user error without Ray."""
+"""The Ray executor on a real two-node Ray cluster on 127.0.0.1 of the tests' own (``ray start`` in its own
+temporary directory, ports, HOME and token: :class:`~benchmark.executors.ray_cluster.LocalRayCluster`): the same
+records as the local executor, a worker killed mid-stage and retried, and the user error without Ray. The
+cluster starts although the user's ``~/.ray/auth_token`` holds a stale token, stops only its own processes (an
+unrelated process that ``ray stop`` would kill survives), and a local Ray instance of the executor writes no
+``~/.ray/auth_token``."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -15,12 +18,12 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.executors.ray_cluster import AUTH_VARS, LocalRayCluster, RayStartError, ray_cli
 from benchmark.records import load_records
 
 from conftest import fgsm_pgd_tables, folder_config
 
 CELL = ["dataset", "metric", "attack", "defense", "image_id"]
-OBJECT_STORE = str(80 * 1024 * 1024)  # Ray's minimum is 75 MiB
 
 MATRIX = fgsm_pgd_tables()
 
@@ -49,34 +52,53 @@ class CrashOnce(Defense):
 '''
 
 
-def _ray_cli() -> str:
-    exe = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
-    if exe is None:
-        pytest.skip("the ray command is not installed")
-    return exe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def bystanders(root: Path) -> list[subprocess.Popen]:
+    """Processes that are not this test's but look like Ray's to ``ray stop`` (a user's own Ray): one whose command
+    line names ``default_worker.py``, one whose process name is ``raylet``."""
+    raylet = root / "raylet"
+    raylet.symlink_to(sys.executable)
+    sleep = ["-c", "import time; time.sleep(3600)"]
+    return [subprocess.Popen([sys.executable, *sleep, "default_worker.py"], start_new_session=True),
+            subprocess.Popen([str(raylet), *sleep], start_new_session=True)]
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """A head and a second node on 127.0.0.1, one CPU each; always stopped afterwards."""
+def ray_cluster(tmp_path_factory):
+    """A head and a second node on 127.0.0.1, one CPU each, of this module's own; always stopped afterwards.
+
+    The user's HOME (a temporary one here) holds a stale ``~/.ray/auth_token``, as an earlier ``ray.init()`` of
+    Ray 2.60 leaves it, and two Ray-looking processes run beside: the token must not matter, and after the
+    cluster is stopped the token file and those processes must be as they were."""
     pytest.importorskip("ray")
-    ray, port = _ray_cli(), _free_port()
-    common = ["--num-cpus=1", f"--object-store-memory={OBJECT_STORE}", "--node-ip-address=127.0.0.1",
-              "--disable-usage-stats"]
+    if ray_cli() is None:
+        pytest.skip("the ray command is not installed")
+    home = tmp_path_factory.mktemp("home")
+    token = home / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text("a-stale-token-of-an-earlier-ray-init")
+    others = bystanders(tmp_path_factory.mktemp("bystanders"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HOME", str(home))
+    for k in AUTH_VARS:
+        mp.delenv(k, raising=False)
+    cluster = LocalRayCluster(2, num_cpus=1)
     try:
-        subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-                       check=True, capture_output=True, timeout=180)
-        subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", *common],
-                       check=True, capture_output=True, timeout=180)
-        yield f"127.0.0.1:{port}"
+        try:
+            cluster.start()
+        except RayStartError as exc:  # Ray's own output, not a CalledProcessError
+            pytest.fail(str(exc))
+        with cluster.driver_env():
+            yield cluster.address
     finally:
-        subprocess.run([ray, "stop", "--force"], check=False, capture_output=True, timeout=120)
+        cluster.stop()
+        mp.undo()
+        survived = [p.poll() is None for p in others]
+        for p in others:
+            p.kill()
+            p.wait()
+    assert survived == [True, True], "the cluster's teardown stopped a process that was not its own"
+    assert token.read_text() == "a-stale-token-of-an-earlier-ray-init" and os.listdir(token.parent) == ["auth_token"]
+    assert not cluster.root.exists()
 
 
 @pytest.fixture(autouse=True)
@@ -249,3 +271,29 @@ def test_ray_resumes_a_run_interrupted_locally(ray_cluster, tmp_path, image_fold
     with torch_threads(1):
         assert main(["run", str(fresh), "--no-progress"]) == 0
     _assert_same_records(_records(run_dir), _records(tmp_path / "runs" / "fresh"))
+
+
+@pytest.mark.slow
+def test_a_local_ray_instance_writes_no_token_file(tmp_path, image_folder, monkeypatch):
+    """``--executor ray`` without an address starts a Ray instance of its own: token authentication with a token
+    of this process in the environment, nothing written to ``~/.ray``, the environment restored afterwards."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for k in (*AUTH_VARS, "RAY_ADDRESS"):
+        monkeypatch.delenv(k, raising=False)
+    cfg = folder_config(tmp_path, "own", image_folder, DEFAULT_TABLES, limit=2)
+    assert main(["run", str(cfg), "--no-progress", "--executor", "ray", "--ray-workers", "1"]) == 0
+    assert len(load_records(tmp_path / "runs" / "own")) == 2
+    assert not (tmp_path / "home" / ".ray").exists()
+    assert not any(k in os.environ for k in AUTH_VARS)
+
+
+DEFAULT_TABLES = """
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+adaptive = false
+[[defenses]]
+name = "identity"
+"""

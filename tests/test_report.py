@@ -206,7 +206,8 @@ def test_strips_recompute_the_purified_image_deterministic_and_stochastic(report
     html = (report_run / "report.html").read_text()
     # jpeg (deterministic) and random_noise (stochastic, batch of 3 with the stage's seed) reproduce the
     # stored PSNR(x, D(x')): every defense's strip shows D(x')
-    assert html.count('alt="purified ') == 3 and "not the stored" not in html
+    assert html.count('alt="purified difference ') == 3 and html.count('alt="purified ') == 6
+    assert "not the stored" not in html
     # the difference panels state their amplification, the zoom its region
     assert re.search(r"\|x&#39; − x\| ×\d+", html) and "the largest perturbation" in html
     # the clean images are cached for the next rendering

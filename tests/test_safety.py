@@ -181,6 +181,29 @@ def test_crafted_checkpoint_through_options_and_other_loaders_runs_no_code(tmp_p
         assert not marker.exists()
 
 
+def test_crafted_checkpoints_as_any_metric_weights_are_refused_at_validate_and_run_no_code(tmp_path, image_folder,
+                                                                                           capsys):
+    """Issue 25.2: garbage, a text file or a pickle with a payload as the weights of default, cnniqa, linearity or
+    torch_module: exit 2 before any work (the run directory is never made), the file named, never "not found"."""
+    marker, files = crafted_checkpoints(tmp_path)
+    (tmp_path / "garbage.pt").write_bytes(os.urandom(64))
+    (tmp_path / "text.pt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    files += [tmp_path / "garbage.pt", tmp_path / "text.pt"]
+    for metric in ("name = \"default\"", "name = \"cnniqa\"", "name = \"linearity\"",
+                   "name = \"torch_module\"\nfactory = \"torch.nn:Identity\"\nscore_range = [0, 1]"):
+        tables = "".join(f'[[metrics]]\n{metric}\nweights = "{f.name}"\nlabel = "m{i}"\n' for i, f in enumerate(files))
+        cfg = tiny_config(tmp_path, image_folder, 'name = "crafted"', tables=tables + '[[attacks]]\nname = "fgsm"\n'
+                          'adaptive = false\n[[defenses]]\nname = "identity"\n')
+        for argv in (["validate", str(cfg)], ["run", str(cfg), "--no-progress"]):
+            assert main(argv) == 2
+            lines = capsys.readouterr().err.splitlines()
+            assert len(lines) == len(files), (metric, lines)
+            for i, f in enumerate(files):
+                assert f"key 'metrics[{i}].weights'" in lines[i] and f.name in lines[i], lines[i]
+                assert "not found" not in lines[i] and "Traceback" not in lines[i]
+        assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
 def test_matlab_parameter_files_still_reach_pyiqa(tmp_path):
     from scipy.io import savemat
 

@@ -79,9 +79,12 @@ def test_every_summary_column_is_in_the_schema_and_every_schema_summary_column_i
 
     _, summary, written = tables
     assert [c for c in summary.columns if column(c).kind != "summary" or c not in COLUMNS] == []
-    # summary.csv adds what the pages need: the baseline flag and cell means of aligned record columns
+    from benchmark.reports.tables import RANK_SUMMARY
+
+    # summary.csv adds what the pages need: the baseline flag, cell means of aligned record columns, and the rank of
+    # the cell's defense with its bootstrap interval (docs/measures.md, "Verdicts")
     extra = [c for c in written.columns if c not in summary]
-    assert set(extra) == {"defense_baseline", *ALIGNED_MEANS}
+    assert set(extra) == {"defense_baseline", *ALIGNED_MEANS, *RANK_SUMMARY}
     assert all(COLUMNS[c].kind == "record" and c.endswith("_aligned") for c in ALIGNED_MEANS)
     missing = [n for n in names("summary") if n not in written and not weighted(n)]
     assert missing == []

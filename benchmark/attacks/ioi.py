@@ -52,7 +52,10 @@ def texture_mask(x: torch.Tensor, window: int = 3, floor: float = 0.01) -> torch
 def high_part(d: torch.Tensor, x: torch.Tensor, keep: float) -> torch.Tensor:
     """``d`` without, per image and channel, the frequencies where ``x`` has its ``keep`` fraction of
     largest-magnitude FFT coefficients (the reference's threshold: the ``floor((1 − keep)·N)``-th smallest)."""
-    mag = torch.fft.fft2(x).abs().flatten(-2)
+    mag = torch.fft.fft2(x).abs()
+    # |X(k)| = |X(−k)| for a real image, but not to the last bit: average the pair, so that both members of a
+    # conjugate pair fall on the same side of the threshold and the split stays real
+    mag = ((mag + torch.roll(torch.flip(mag, (-2, -1)), (1, 1), (-2, -1))) / 2).flatten(-2)
     n = mag.shape[-1]
     idx = min(n - 1, int((1 - keep) * n))
     thr = mag.sort(dim=-1).values[..., idx:idx + 1]

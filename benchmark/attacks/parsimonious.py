@@ -1,5 +1,6 @@
 """Parsimonious black-box attack (Moon, An, Song, "Parsimonious Black-Box Adversarial Attacks via Efficient
-Combinatorial Optimization", ICML 2019), L∞, in score space (docs/measures.md §1): scores only, no backward pass.
+Combinatorial Optimization", ICML 2019), L∞, in score space (the score objective of docs/measures.md): scores
+only, no backward pass.
 
 The perturbation is restricted to the vertices of the L∞ ball, ``x' = clip01(x + eps · s)`` with a sign
 ``s = ±1`` per block of a coarse grid and per channel, and the objective is maximised over the signs by
@@ -17,7 +18,8 @@ Defaults are those of the authors' code (snu-mllab/parsimonious-blackbox-attack)
 initial grid of ``grid = 8`` blocks per side (their 32-px blocks on a 256-px noise); ``eps = 8/255`` (a
 Guardians budget category; theirs is 0.05, Guardians presets 0.01..0.2). The blocks here are on the image's own
 pixel grid (the reference resizes a 256-px noise to the image), so the finest level is one pixel on any size.
-10 000 queries take about 7 s per 64-px image on one CPU core with the default model; tests pass fewer.
+With the default model, 10 000 queries took about 43 s per 64-px image on one busy CPU core (mean gain +21
+points on four photographs); tests pass fewer.
 """
 from __future__ import annotations
 
@@ -30,12 +32,18 @@ from ..params import MAX_STEPS, within
 from ..registry import ATTACKS
 from .base import Attack, Direction
 
-_PASS = 512  # candidate images per forward pass
+_PASS = 128  # candidate images per forward pass
 
 
 def _cells(n: int, size: int, device) -> torch.Tensor:
     """The grid cell of each of ``size`` pixels when ``n ≤ size`` cells split them (``⌊i·n/size⌋``)."""
     return torch.div(torch.arange(size, device=device) * n, size, rounding_mode="floor")
+
+
+def _parents(n: int, m: int, size: int, device) -> torch.Tensor:
+    """For each of ``m`` finer cells of ``size`` pixels, the one of ``n`` coarser cells that holds its pixels."""
+    first = torch.searchsorted(_cells(m, size, device), torch.arange(m, device=device))  # each cell's first pixel
+    return _cells(n, size, device)[first]
 
 
 @ATTACKS.register("parsimonious")
@@ -139,8 +147,7 @@ class Parsimonious(Attack):
                 self.local_search(model, x, st, blocks[i:i + self.block_batch])
             if gh < h or gw < w:  # split every block into four (its children keep its sign)
                 nh, nw = min(2 * gh, h), min(2 * gw, w)
-                rows = _cells(gh, h, x.device)[torch.searchsorted(_cells(nh, h, x.device), torch.arange(nh, device=x.device))]
-                cols = _cells(gw, w, x.device)[torch.searchsorted(_cells(nw, w, x.device), torch.arange(nw, device=x.device))]
+                rows, cols = _parents(gh, nh, h, x.device), _parents(gw, nw, w, x.device)
                 st["signs"] = st["signs"][:, :, rows][:, :, :, cols].contiguous()
                 gh, gw = nh, nw
         out = self.render(x, st["signs"])

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..images import read_image
 from ..params import expect_dir, expect_file, expect_range
 from ..registry import DATASETS

@@ -120,12 +120,12 @@ def outside_error(table: Path, line: int, name: str, root: Path) -> DataError:
 
 
 def csv_entries(table: Path, folder: Path, name_col: str, mos_col: str, group_col: str | None = None) -> list[Entry]:
-    """Entries from a CSV score table; a row without the columns, an image outside ``folder`` or a repeated
-    image is an error naming the file and line (all of them, :func:`data_errors`). A MOS that is not a number
-    is kept as NaN with its text (:meth:`Entry.mos_problem`; TableDataset refuses or drops it)."""
+    """Entries from a CSV score table, each with its table and line (``Entry.origin``), for TableDataset's checks
+    (images outside ``folder``, repeated or absent, unusable MOS: all reported together). A MOS that is not a
+    number is kept as NaN with its text (:meth:`Entry.mos_problem`); a file without the columns is an error."""
     import csv
 
-    out, seen, problems = [], {}, []
+    out, problems = [], []
     with table.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in (name_col, group_col, mos_col) if c and c not in (reader.fieldnames or [])]
@@ -133,19 +133,12 @@ def csv_entries(table: Path, folder: Path, name_col: str, mos_col: str, group_co
             raise DataError(f"{table}: no column {missing[0]!r} (columns: {reader.fieldnames or []})")
         for line, row in enumerate(reader, start=2):
             name, group = row[name_col], row[group_col] if group_col else row[name_col]
-            if name is None or group is None:  # a row shorter than the header
+            if not name or group is None:  # an empty name, or a row shorter than the header
                 problems.append(f"{table}, line {line}: no value for "
                                 f"{'/'.join(c for c in (name_col, group_col) if c)}")
                 continue
             mos, raw = parse_mos(row[mos_col])
-            if not in_dataset(folder / name, folder):  # TableDataset's rule, here with the table's line
-                problems.append(str(outside_error(table, line, name, folder)))
-            elif name in seen:
-                problems.append(f"{table}, line {line}: image {name!r} is listed again (first on line {seen[name]}); "
-                                "each image must appear once")
-            else:
-                seen[name] = line
-                out.append(Entry(name, folder / name, mos, group, f"{table}, line {line}", raw))
+            out.append(Entry(name, folder / name, mos, group, f"{table}, line {line}", raw))
     if problems:
         raise data_errors(problems)
     return out
@@ -198,19 +191,22 @@ class TableDataset(Dataset):
         entries = self.entries()
         if not entries:
             raise DataError(f"{type(self).__name__}: no images listed under {root}")
-        problems, first = [], {}
+        problems, first, kept = [], {}, []
         for e in entries:
             where = f"{e.origin}: " if e.origin else f"{type(self).__name__}: "
             if not in_dataset(e.path, self.root):
-                problems.append(f"{where}image {e.image_id!r} ({e.path}) lies outside the dataset folder {root} "
-                                "(a '../' path or a symbolic link out of it); refused")
+                problems.append(f"{where}image {e.image_id!r} lies outside the dataset folder {root} (an absolute or "
+                                "'../' path, or a symbolic link out of it); refused")
             elif e.image_id in first:
-                problems.append(f"{where}image {e.image_id!r} is listed again (first: {first[e.image_id] or 'above'}); "
-                                "each image must appear once")
+                was = first[e.image_id]
+                was = f"first on line {was.rsplit('line ', 1)[-1]}" if ", line " in was else "listed before"
+                problems.append(f"{where}image {e.image_id!r} is listed again ({was}); each image must appear once")
             elif not e.path.is_file():
                 problems.append(f"{where}image {e.image_id!r} is absent: no file {e.path}")
+            else:
+                kept.append(e)
             first.setdefault(e.image_id, e.origin)
-        entries = usable_mos(entries, f"{type(self).__name__} ({root})", drop_bad_mos, problems)
+        entries = usable_mos(kept, f"{type(self).__name__} ({root})", drop_bad_mos, problems)
         if not entries:
             raise DataError(f"{type(self).__name__}: no image under {root} has a usable MOS")
         keep = split_groups([e.group for e in entries], split, train_fraction, seed)

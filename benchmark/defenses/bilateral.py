@@ -11,7 +11,15 @@ from __future__ import annotations
 import kornia
 import torch
 
-from ..params import BLUR_SIGMA_WHY, MAX_BLUR_SIGMA, MAX_KERNEL, MIN_BLUR_SIGMA, MIN_SIGMA_COLOR, at_least, within
+from ..params import (
+    BLUR_SIGMA_WHY,
+    MAX_BLUR_SIGMA,
+    MAX_KERNEL,
+    MIN_BLUR_SIGMA,
+    MIN_SIGMA_COLOR,
+    at_least,
+    within,
+)
 from ..registry import DEFENSES
 from .base import Defense
 

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 @DEFENSES.register("cohen_smoothing")
 class CohenSmoothing(MedianSmoothing):
-    """Randomised smoothing over score bins (Cohen et al., ICML 2019): top bin, Clopper–Pearson bound, L2 radius."""
+    """Randomised smoothing over score bins (Cohen et al., ICML 2019): top bin, Clopper–Pearson bound, L2 radius;
+    denoised (Salman et al., NeurIPS 2020) with a ``denoiser`` checkpoint."""
 
     def __init__(self, sigma: float = 0.12, bins: int = 10, n0: int = 20, n: int = 100, alpha: float = 0.001,
                  sample_batch: int | None = None, denoiser: Path | None = None):

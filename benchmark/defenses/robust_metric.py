@@ -32,21 +32,26 @@ FORMAT = "robust_metric/1"
 
 
 def plugin_spec(family: str, name: str, params: dict[str, Any], where: str, base: Path | None = None):
-    """The :class:`~benchmark.config.PluginSpec` of a plugin named as a matrix table names it (typed, checked
-    and made canonical by the config's own parser), so it compares equal to a matrix's entry."""
-    from ..config import _parse_entry
-    from ..errors import ConfigErrors
-    from ..registry import REGISTRIES, load_builtin_plugins
+    """The :class:`~benchmark.config.PluginSpec` of a plugin named as a matrix table names it: parsed by the
+    config's own parser (typed, checked, canonical), so it compares equal to a matrix's entry. ``where`` names
+    the source in errors; relative paths are resolved against ``base`` (the current directory)."""
+    from ..config import parse_config
 
-    load_builtin_plugins()
-    errs: list[ConfigError] = []
-    specs = _parse_entry(family, REGISTRIES[family], {"name": name, **params}, family[:-1], where,
-                         base or Path.cwd(), [], errs)
-    if errs:
-        raise errs[0] if len(errs) == 1 else ConfigErrors(errs)
+    tables = {"datasets": {"name": "synthetic"}, "metrics": {"name": "default"}, "attacks": {"name": "fgsm"},
+              "defenses": {"name": "identity"}}
+    tables[family] = {"name": name, **params}
+    try:
+        cfg = parse_config({"run": {"name": "spec"}, **{k: [v] for k, v in tables.items()}},
+                           (base or Path.cwd()) / "spec.toml")
+    except ConfigError as exc:  # said of `where`, not of the stand-in matrix
+        errors = getattr(exc, "errors", None) or [exc]
+        said = [(f"{e.key.split('.', 1)[-1]}: " if getattr(e, "key", None) else "") + getattr(e, "detail", str(e))
+                for e in errors]
+        raise ConfigError("; ".join(said), file=where) from None
+    specs = getattr(cfg, family)
     if len(specs) != 1:
         raise ConfigError(f"expected one {family[:-1]}, the parameters expand into {len(specs)}", file=where)
-    return specs[0][0]
+    return specs[0]
 
 
 def metric_spec(name: str, params: dict[str, Any], where: str = "--metric", base: Path | None = None):
@@ -100,8 +105,9 @@ def load_robust(path: Path, key: str = "weights") -> tuple[torch.nn.Module, dict
 
 @DEFENSES.register("robust_metric")
 class RobustMetric(Defense):
-    """The metric fine-tuned by adversarial training or NT (``python -m benchmark.training.robust_metric``),
-    in place of its base metric; ``weights`` names the checkpoint."""
+    """Its base metric fine-tuned by adversarial training or NT (benchmark.training.robust_metric), in its place.
+
+    ``weights`` names the trainer's checkpoint."""
 
     wraps_metric = True       # it scores the images itself ...
     replaces_metric = True    # ... with another version of the metric, which adaptive attacks differentiate

@@ -18,10 +18,21 @@ Seeds are content-keyed, so the records equal the local executor's for the same 
 when the local run uses as many torch threads as a worker (``cpus_per_worker``, 1), otherwise within
 float32 rounding (sums in another order). Unlike the local executor, the clean stage of a pair is
 computed even when every cell of the pair is skipped by capability (it costs one forward per image).
+
+Without an address (``--address``, ``RAY_ADDRESS``) and without a cluster that ``ray start`` started on this
+machine, the executor starts a Ray instance of its own. Ray ≥ 2.60 then enables token authentication and,
+unless told otherwise, writes a token to ``~/.ray/auth_token``, which every later ``ray start`` on the machine
+picks up (a second node started without it cannot join). When the user set none of ``RAY_AUTH_MODE``,
+``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, the executor passes a token of this process in the environment
+instead (authentication stays on; nothing is written to ``~/.ray``) and restores the environment when the run
+ends. Joining a cluster, authentication is the cluster's and the user's business.
 """
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +41,7 @@ from tqdm.auto import tqdm
 
 from ..errors import BenchmarkError, MissingWeightsError
 from ..runner import STAGES, stage_resources
+from .ray_cluster import AUTH_VARS, environ
 from .worker import StageFiles, StageWorker, Unit, spec_key
 
 if TYPE_CHECKING:
@@ -37,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "the ray executor needs Ray: pip install -e '.[ray]'"
+OWN_TOKEN = secrets.token_hex(32)  # the token of the Ray instances this process starts (never written to a file)
 
 
 def require_ray():
@@ -103,12 +116,28 @@ class RayExecutor:
         self.address, self.workers, self.cpus, self.max_retries = address, workers, cpus_per_worker, max_retries
 
     # -- cluster ------------------------------------------------------------------------------
-    def _connect(self, ray) -> bool:
+    def _connect(self, ray, stack: ExitStack) -> bool:
+        """Connect to the cluster, or start a Ray instance of this run (its token in the environment while it runs,
+        see the module's notes); False when this process was connected already."""
         if ray.is_initialized():
             return False
+        if self._starts_own_instance() and not any(k in os.environ for k in AUTH_VARS):
+            stack.enter_context(environ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": OWN_TOKEN}))
         ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=True,
                  **({} if self.address else {"include_dashboard": False}))
+        stack.callback(ray.shutdown)
         return True
+
+    def _starts_own_instance(self) -> bool:
+        """Whether ``ray.init`` will start a new Ray instance: no address given, none in ``RAY_ADDRESS``, and no
+        cluster that ``ray start`` started on this machine (which ``ray.init()`` would join)."""
+        if self.address or os.environ.get("RAY_ADDRESS"):
+            return False
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+        except ImportError:  # pragma: no cover - another Ray layout: leave authentication to Ray
+            return False
+        return canonicalize_bootstrap_address(None) is None
 
     def _actors(self, ray, runner: Runner, n_units: int) -> tuple[Any, int]:
         # every stage asks for the same resources (one GPU with a CUDA device), so one actor shape serves all
@@ -144,15 +173,21 @@ class RayExecutor:
         if not jobs:
             bar.close()
             return 0
-        started = self._connect(ray)
-        self._files = RemoteFiles(self._file_server(ray, runner))
-        make, n = self._actors(ray, runner, len(jobs))
-        actors = [make() for _ in range(n)]
-        held: list[tuple[str, str] | None] = [None] * n  # the (dataset, metric) pair each actor last ran
-        flight: dict[Any, tuple[int, _Job]] = {}
-        claimed: set[str] = set()
-        n_failed = 0
+        with ExitStack() as stack:  # what connecting changed, undone when the run ends however it ends
+            self._connect(ray, stack)
+            return self._schedule(ray, runner, jobs, bar)
+
+    def _schedule(self, ray, runner: Runner, jobs: list[_Job], bar) -> int:
+        """Run ``jobs`` on a pool of actors until every one is done; returns the failed-cell count."""
+        actors: list = []
         try:
+            self._files = RemoteFiles(self._file_server(ray, runner))
+            make, n = self._actors(ray, runner, len(jobs))
+            actors = [make() for _ in range(n)]
+            held: list[tuple[str, str] | None] = [None] * n  # the (dataset, metric) pair each actor last ran
+            flight: dict[Any, tuple[int, _Job]] = {}
+            claimed: set[str] = set()
+            n_failed = 0
             while jobs or flight:
                 busy = {i for i, _ in flight.values()}
                 for i in (i for i in range(n) if i not in busy):
@@ -182,8 +217,6 @@ class RayExecutor:
             bar.close()
             for a in actors:
                 ray.kill(a)
-            if started:
-                ray.shutdown()
         return n_failed
 
     @staticmethod

@@ -127,7 +127,8 @@ def load_run(run_dir: Path) -> Run:
         cells = attach_baseline(cells, None, run_dir, manifest)
     cells = cells.reset_index(drop=True)
     cells["cell_in_run"] = cells.index
-    by_cell = run_statistics(run_dir, None, cells)   # stored with the run's report; computed here otherwise
+    # stored with the run's report; computed here otherwise (the leaderboard never writes into a run)
+    by_cell = run_statistics(run_dir, None, cells, store=False)
     stats = {i: by_cell[(r.dataset, r.metric, r.attack, r.defense)] for i, r in zip(cells.index, cells.itertuples())
              if (r.dataset, r.metric, r.attack, r.defense) in by_cell}
     keys = plugin_keys(manifest)

@@ -345,7 +345,8 @@ def section_strips(run_dir: Path, manifest: dict, records: pd.DataFrame, cells: 
                              f"L∞ {255 * float((xa - x).abs().max()):.1f}/255"))
         if purified is not None:
             amp_d = amplification((purified - x).abs())
-            moved = " (it moves pixels: against the unmoved x)" if cell.get("changes_geometry") else ""
+            moved = " (it moves pixels: against the unmoved x)" if bool(rec.get("defense_changes_geometry", False)) \
+                else ""
             panels.append(_panel(f"|D(x') − x| ×{amp_d}", png_uri(difference(purified, x, amp_d)),
                                  f"purified difference {image_id}",
                                  f"L∞ {255 * float((purified - x).abs().max()):.0f}/255: what is left of x{moved}"))

@@ -145,10 +145,10 @@ def planned_keys(run_dir: Path) -> dict[tuple[str, ...], dict]:
     return {tuple(c[k] for k in CELL): c.get("keys") for c in json.loads(f.read_text())}
 
 
-def run_statistics(run_dir: Path, records: pd.DataFrame | None = None, cells: pd.DataFrame | None = None
-                   ) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
+def run_statistics(run_dir: Path, records: pd.DataFrame | None = None, cells: pd.DataFrame | None = None, *,
+                   store: bool = True) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
     """Verdict statistics of every cell of a run, by (dataset, metric, attack, defense): read from the cache, or
-    computed from ``records`` (loaded when needed and not given) and stored."""
+    computed from ``records`` (loaded when needed and not given) and, with ``store``, written to the cache."""
     keys = planned_keys(run_dir)
     wanted = [tuple(r) for r in cells[CELL].itertuples(index=False)] if cells is not None else list(keys)
     out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
@@ -163,7 +163,9 @@ def run_statistics(run_dir: Path, records: pd.DataFrame | None = None, cells: pd
         if records is None:
             from ..records import load_records
 
-            records = load_records(Path(run_dir))
+            from .runinfo import attach_direction
+
+            records = attach_direction(load_records(Path(run_dir)), Path(run_dir))
         if len(records):
             groups = dict(iter(records.groupby(CELL, sort=False)))
             for cell in missing:
@@ -171,7 +173,8 @@ def run_statistics(run_dir: Path, records: pd.DataFrame | None = None, cells: pd
                 if g is None or g.empty:
                     continue
                 out[cell] = cell_statistics(g)
-                _save(_cache_path(run_dir, keys.get(cell)), out[cell])
+                if store:
+                    _save(_cache_path(run_dir, keys.get(cell)), out[cell])
     return out
 
 

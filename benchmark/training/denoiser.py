@@ -25,6 +25,10 @@ each image:
 
 ``--init`` fine-tunes an earlier checkpoint (e.g. one trained with ``--rank-weight 0``, MSE alone).
 
+``--arch fcn`` trains the purification study's FCN filter instead (:mod:`benchmark.defenses.fcn`; its
+checkpoint layout ``{'model', 'epoch'}``), as the study did: ``--inputs adversarial --rank-weight 0 --batch 4``
+(MSE alone; the study's lr is this default, 1e-3). ``--depth``/``--channels``/``--init`` are DnCNN's only.
+
 The learning rate follows a cosine schedule. A checkpoint with the architecture and this configuration
 is written after every epoch; ``--resume`` continues from it.
 """
@@ -44,6 +48,7 @@ from tqdm.auto import tqdm
 from ..config import coerce
 from ..datasets.distortions import DISTORTIONS
 from ..defenses.denoiser import DnCNN, load_denoiser, save_denoiser
+from ..defenses.fcn import FCN, load_fcn, save_fcn
 from ..errors import BenchmarkError
 from ..registry import METRICS, constructor_params, load_builtin_plugins
 from .trainset import labelled_set, training_photos
@@ -110,15 +115,16 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
           out: Path, config: dict, resume: bool = False, progress: bool = True, inputs: str = "noise",
           adv_eps: float = 4 / 255, photos: list[Path] = (), crop: int | None = None, draws: int = 1,
           consistency_weight: float = 0.0, score_weight: float = 0.0, depth: int = 8, channels: int = 48,
-          init: Path | None = None, distortions: tuple[str, ...] = DISTORTIONS, device: str = "cpu") -> DnCNN:
+          init: Path | None = None, distortions: tuple[str, ...] = DISTORTIONS, device: str = "cpu",
+          arch: str = "dncnn") -> DnCNN | FCN:
     torch.manual_seed(seed)
     # checkpoints first, so that a missing or corrupt one is an error before any work
-    model, start = DnCNN(depth=depth, channels=channels), 0
+    model, start = (FCN() if arch == "fcn" else DnCNN(depth=depth, channels=channels)), 0
     if init is not None:  # fine-tune a denoiser trained before (e.g. with MSE alone), its architecture kept
         model, _ = load_denoiser(init, "--init")
         log.info("starting from %s", init)
     if resume and out.is_file():
-        model, done = load_denoiser(out, "--out")
+        model, done = load_fcn(out, "--out") if arch == "fcn" else load_denoiser(out, "--out")
         start = int(done.get("epochs_done", 0))
         log.info("resuming from %s at epoch %d", out, start)
     # labels need MS-SSIM's minimum size: score at 256 pixels, then train at ``size``
@@ -162,7 +168,10 @@ def train(metric, *, sigma: float, epochs: int, rank_weight: float, size: int, b
         log.info("epoch %d/%d  " + "  ".join(f"{k} %.5f" for k in totals), epoch + 1, epochs,
                  *(v / len(images) for v in totals.values()))
         model.eval()
-        save_denoiser(model, out, {**config, "epochs_done": epoch + 1})
+        if arch == "fcn":
+            save_fcn(model, out, epoch, {**config, "epochs_done": epoch + 1})
+        else:
+            save_denoiser(model, out, {**config, "epochs_done": epoch + 1})
     return model.eval()
 
 
@@ -194,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated distortion types of the training set (of {','.join(DISTORTIONS)})")
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--channels", type=int, default=48)
+    ap.add_argument("--arch", choices=["dncnn", "fcn"], default="dncnn",
+                    help="dncnn (the default), or the purification study's FCN filter")
     ap.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     args = ap.parse_args(argv)
     args.distortions = [d.strip() for d in args.distortions.split(",") if d.strip()]
     if not args.distortions or set(args.distortions) - set(DISTORTIONS):
         ap.error(f"--distortions: expected some of {','.join(DISTORTIONS)}, got {args.distortions}")
+    if args.arch == "fcn" and args.init is not None:
+        ap.error("--init: fine-tuning is for --arch dncnn; resume an FCN with --resume")
     if args.draws < 1 or (args.consistency_weight > 0 and args.draws < 2):
         ap.error("--draws must be >= 1, and >= 2 with --consistency-weight")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -213,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
               batch=args.batch, lr=args.lr, seed=args.seed, out=args.out, config=config, resume=args.resume,
               inputs=args.inputs, adv_eps=args.adv_eps, photos=args.photos, crop=args.crop, draws=args.draws,
               consistency_weight=args.consistency_weight, score_weight=args.score_weight, depth=args.depth,
-              channels=args.channels, init=args.init, distortions=tuple(args.distortions), device=args.device)
+              channels=args.channels, init=args.init, distortions=tuple(args.distortions), device=args.device,
+              arch=args.arch)
     except BenchmarkError as exc:  # missing or corrupt weights (--init, --out, the metric's): one line, exit 2
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
+from conftest import folder_config, tiny_images
 
 from benchmark import passes
 from benchmark.attacks.nes import NES
 from benchmark.cli import main
 from benchmark.images import quantize_8bit
 from benchmark.metrics.default_model import DefaultModel
-
-from conftest import folder_config, tiny_images
 
 EPS = 8 / 255
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_images
 
 from benchmark import passes
 from benchmark.attacks.onepixel import OnePixel
 from benchmark.images import quantize_8bit
 from benchmark.metrics.default_model import DefaultModel
-
-from conftest import tiny_images
 
 
 def photos(n: int = 4, size: int = 64) -> torch.Tensor:

@@ -5,13 +5,12 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_images
 
 from benchmark import passes
 from benchmark.attacks.patch_rs import PatchRS
 from benchmark.images import quantize_8bit
 from benchmark.metrics.default_model import DefaultModel
-
-from conftest import tiny_images
 
 
 def photos(n: int = 4, size: int = 64) -> torch.Tensor:
@@ -37,7 +36,7 @@ def counted_model():
 @pytest.mark.parametrize("direction", ["increase", "decrease"])
 def test_patch_rs_moves_the_score_within_its_patch_without_backward(direction):
     model, x = counted_model(), photos()
-    attack = PatchRS(area=0.04, queries=150, direction=direction)  # 163 px: a 12×12 patch; the default is 10 000 queries
+    attack = PatchRS(area=0.04, queries=150, direction=direction)  # 163 px: a 12×12 patch (default: 10 000 queries)
     attack.output_8bit = True
     with passes.counting() as c:
         adv = attack(model, x, generator=torch.Generator().manual_seed(0))

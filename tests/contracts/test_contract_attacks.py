@@ -1,7 +1,7 @@
 """The attack contract, checked for every registered attack without its author writing a test: built from
 its defaults with a declared budget unit; on the real default model, an output of the input's shape in
 [0, 1]; the same output for the same generator seed; the budget kept after 8-bit quantisation, measured in
-the attack's own unit; the score objective not lowered; no backward pass when it declares
+the attack's own unit; the score objective not lowered (image-specific attacks); no backward pass when it declares
 ``needs_gradient = False``. What makes each attack itself (its gain, agreement with a reference
 implementation) is in tests/attacks/."""
 from __future__ import annotations
@@ -11,10 +11,15 @@ import torch
 
 from benchmark import passes
 from benchmark.attacks.base import BUDGET_UNITS, Attack
+from benchmark.errors import MissingWeightsError
+from benchmark.registry import ATTACKS
+from benchmark.training import trainset
 
 from contract_helpers import build, builtin, default_metric, gen, images, small_kwargs
 
 NAMES = builtin("attacks")
+# Trained attacks fit a perturbation or a generator first: slow tests (CI still runs them).
+RUNS = [pytest.param(n, marks=pytest.mark.slow) if ATTACKS.get(n).needs_fit else n for n in NAMES]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -26,20 +31,31 @@ def test_builds_from_defaults(name):
     assert a.direction == "increase"
 
 
-def run(name, tmp_path, seed=0):
+@pytest.fixture
+def small_trainset(monkeypatch):
+    """Trained attacks fit on 8 images of the training split instead of 190 (their own tests train fully)."""
+    full = trainset.uap_images
+    monkeypatch.setattr(trainset, "uap_images", lambda size: tuple(v[:8] for v in full(size)))
+
+
+def run(name, artifacts, seed=0):
     a = build("attacks", name, **small_kwargs("attacks", name))
     model = passes.instrument(default_metric())
     x = images()
-    if a.needs_fit:
-        a.fit(model, generator=gen(1), artifact=tmp_path / f"{name}.pt", provenance={"test": name}, progress=False)
-    a.output_8bit = True
-    with passes.counting() as count:
-        out = a(model, x, generator=gen(seed)).detach()
+    try:
+        if a.needs_fit:
+            a.fit(model, generator=gen(1), artifact=artifacts / f"{name}.pt", provenance={"test": name},
+                  progress=False)
+        a.output_8bit = True
+        with passes.counting() as count:
+            out = a(model, x, generator=gen(seed)).detach()
+    except MissingWeightsError as exc:  # e.g. zhang's DISTS/LPIPS backbones, not on this machine
+        pytest.skip(f"needs weights that are not here: {exc}")
     return a, model, x, a.finish(out, x), count
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_output_budget_and_objective(name, tmp_path):
+@pytest.mark.parametrize("name", RUNS)
+def test_output_budget_and_objective(name, tmp_path, small_trainset):
     a, model, x, x_adv, count = run(name, tmp_path)
     assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -52,15 +68,16 @@ def test_output_budget_and_objective(name, tmp_path):
             spent = None
         if spent is not None:
             assert float(spent.max()) <= float(a.budget) * (1 + 1e-5) + 1e-6, (a.describe_budget(), spent)
-    with torch.no_grad():
-        gain = (a.objective(model, x_adv) - a.objective(model, x)).mean()
-    assert float(gain) >= -1e-4, f"{name} lowered the objective on average: {float(gain)}"
+    if not a.needs_fit:  # a fitted perturbation or generator is universal: it need not help every unseen image,
+        with torch.no_grad():  # least of all after the contract's one-epoch fit on 8 images
+            gain = (a.objective(model, x_adv) - a.objective(model, x)).mean()
+        assert float(gain) >= -1e-4, f"{name} lowered the objective on average: {float(gain)}"
     if not a.needs_gradient:
         assert count.backward == 0, f"{name} declares needs_gradient = False but ran {count.backward} backward passes"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_output(name, tmp_path):
+@pytest.mark.parametrize("name", RUNS)
+def test_same_seed_same_output(name, tmp_path, small_trainset):
     _, _, _, first, _ = run(name, tmp_path, seed=7)
     _, _, _, second, _ = run(name, tmp_path, seed=7)
     assert torch.equal(first, second)

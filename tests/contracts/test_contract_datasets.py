@@ -6,27 +6,41 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.errors import ConfigError
+from benchmark.cli import main
 from benchmark.registry import DATASETS
 
+from conftest import write_config
 from contract_helpers import build, builtin, required
 
 NAMES = builtin("datasets")
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_missing_folder_is_a_config_error(name, tmp_path):
-    cls = DATASETS.get(name)
+def test_missing_folder_is_a_config_error(name, tmp_path, capsys):
     if "root" not in required("datasets", name):
         pytest.skip("reads no folder")
-    with pytest.raises(ConfigError) as err:
-        cls.check_params({"root": tmp_path / "absent"}, tmp_path)
-    assert "root" in str(err.value) or "absent" in str(err.value)
+    cfg = write_config(tmp_path, f"""
+[run]
+output_dir = "{tmp_path / 'runs'}"
+[[datasets]]
+name = "{name}"
+root = "absent"
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+""")
+    assert main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "datasets[0].root" in err and "absent" in err, err
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_yields_rgb_images_with_unique_ids(name):
-    kwargs = {"limit": 4, "size": 64} if name == "synthetic" else {}
+    kwargs = {"limit": 4, "size": 176} if name == "synthetic" else {}
     ds = build("datasets", name, **kwargs)
     ids = ds.ids()
     assert len(ids) == len(set(ids)) >= 1

@@ -13,16 +13,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from conftest import SHARED, folder_config, need_shared, tiny_images, write_image_folder
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from benchmark import quality
 from benchmark.defenses.jpeg import JPEG
 from benchmark.defenses.median import MedianFilter
-
-from conftest import SHARED, folder_config, need_shared, tiny_images, write_image_folder
 
 TOL = 1e-4
 TID = SHARED / "data" / "tid2013-calibration"
@@ -95,23 +95,32 @@ def test_extremes_and_identical_images():
         quality.ssim_skimage(x[..., :6, :6], x[..., :6, :6])
 
 
-def test_a_run_cell_scores_purified_quality_as_the_study(tmp_path):
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A real run: default metric, FGSM (transfer only), JPEG and identity, 4 images at 96 px."""
+    from benchmark.config import load_config
+    from benchmark.runner import Runner
+
+    tmp = tmp_path_factory.mktemp("published")
+    tables = '[[metrics]]\nname = "default"\n[[attacks]]\nname = "fgsm"\neps = "4/255"\nadaptive = false\n' \
+             '[[defenses]]\nname = "jpeg"\nquality = 50\n[[defenses]]\nname = "identity"\n'
+    path = folder_config(tmp, "pub", write_image_folder(tmp / "images", 4), tables, run_extra="batch_size = 4")
+    cfg = load_config(path)
+    run_dir = cfg.run.output_dir / cfg.run.name
+    run_dir.mkdir(parents=True)
+    assert Runner(cfg, run_dir, progress=False).run() == 0
+    return cfg, run_dir
+
+
+def test_a_run_cell_scores_purified_quality_as_the_study(small_run):
     """One real cell (default metric, FGSM, JPEG, 4 images at 96 px): its purified_quality and similarity equal
     the studies' formulas computed by scikit-image on the stored attacked PNGs and the recomputed D(x')."""
-    from benchmark.config import load_config
     from benchmark.measures import summarize
     from benchmark.records import load_records
     from benchmark.runner import Runner, plan
     from benchmark.store import RunStore
 
-    tables = '[[metrics]]\nname = "default"\n[[attacks]]\nname = "fgsm"\neps = "4/255"\nadaptive = false\n' \
-             '[[defenses]]\nname = "jpeg"\nquality = 50\n[[defenses]]\nname = "identity"\n'
-    path = folder_config(tmp_path, "pub", write_image_folder(tmp_path / "images", 4), tables,
-                         run_extra="batch_size = 4")
-    cfg = load_config(path)
-    run_dir = cfg.run.output_dir / cfg.run.name
-    run_dir.mkdir(parents=True)
-    assert Runner(cfg, run_dir, progress=False).run() == 0
+    cfg, run_dir = small_run
     records = load_records(run_dir)
     summary = summarize(records).set_index(["attack", "defense"])
     cell = next(c for c in plan(cfg) if c.defense.name == "jpeg" and not c.attack.adaptive)
@@ -138,9 +147,7 @@ def test_a_run_cell_scores_purified_quality_as_the_study(tmp_path):
     assert ident["purified_quality"] == pytest.approx(np.mean(0.5 * (ssim_att + psnr_att / 80)), abs=TOL)
 
 
-def one_cell(**quality) -> "pd.DataFrame":
-    import pandas as pd
-
+def one_cell(**quality) -> pd.DataFrame:
     return pd.DataFrame({"dataset": "d", "metric": "m", "attack": "a", "defense": "x", "image_id": list("abc"),
                          "score": [50.0, 60, 70], "score_adv": [60.0, 70, 80], "score_def": [50.0, 60, 70],
                          "score_adv_def": [52.0, 62, 72], "lower_better": False, "range_lo": 0.0,
@@ -168,3 +175,41 @@ def test_records_without_the_skimage_columns_leave_the_studies_measures_nan_with
                              ssim_def_clean=0.99)).iloc[0]
     assert all(math.isnan(row[c]) for c in ("similarity", "purified_quality", "similarity_clean"))
     assert "stored before the scikit-image quality columns" in row["nan_reasons"]
+
+
+def test_a_quality_version_change_recomputes_the_defense_stages_only(small_run, monkeypatch):
+    """QUALITY_VERSION is in the keys of def_clean, def_adv and def_quality, not of clean and attack; a resumed
+    run whose attack stage lacks the scikit-image columns measures identity's (x, D(x')) again, to the same
+    values."""
+    import json
+
+    import benchmark.runner as runner_mod
+    from benchmark.records import load_records
+    from benchmark.runner import Runner, plan
+
+    cfg, run_dir = small_run
+    before = {c.defense.label: c.keys for c in plan(cfg)}
+    monkeypatch.setattr(runner_mod, "QUALITY_VERSION", quality.QUALITY_VERSION + 1)
+    after = {c.defense.label: c.keys for c in plan(cfg)}
+    for d, keys in before.items():
+        assert {k for k in keys if keys[k] != after[d][k]} == {"def_clean", "def_adv", "def_quality"}, d
+    monkeypatch.undo()
+    # an attack stage stored before the columns existed, and the defense stages recomputed
+    records = load_records(run_dir)
+    cell = next(c for c in plan(cfg) if c.defense.name == "identity")
+    attack_json = run_dir / "stages" / "attack" / f"{cell.keys['attack']}.json"
+    stage = json.loads(attack_json.read_text())
+    for r in stage["records"]:
+        del r["psnr_skimage_attack"], r["ssim_skimage_attack"]
+    attack_json.write_text(json.dumps(stage))
+    for kind in ("def_clean", "def_adv", "def_quality"):
+        for c in plan(cfg):
+            (run_dir / "stages" / kind / f"{c.keys[kind]}.json").unlink(missing_ok=True)
+    assert Runner(cfg, run_dir, progress=False).run() == 0
+    again = load_records(run_dir)
+    assert "psnr_skimage_attack" not in again
+    cols = [c for c in records if "_def_" in c and not c.startswith("seconds")]
+    keys = ["attack", "defense", "image_id"]
+    a, b = records.set_index(keys).sort_index()[cols], again.set_index(keys).sort_index()[cols]
+    assert np.isfinite(b.loc[b.index.get_level_values("defense") == "identity", "psnr_skimage_def_adv"]).all()
+    np.testing.assert_array_equal(a.to_numpy(float), b.to_numpy(float))
