@@ -260,15 +260,17 @@ def _collect(errs: list[ConfigError], fn, *args, **kwargs) -> Any:
 
 
 def _unique(errs: list[ConfigError]) -> list[ConfigError]:
-    """One error per (file, key), the first found (``nan`` is refused by the tree check and again by its
-    parameter's type; a product of lists repeats one entry's error); errors without a key are all kept."""
+    """Each error once (a product of lists repeats one entry's error). A value the tree check refused (``nan``,
+    a 65-bit integer, nesting too deep) is not reported again by its parameter's type check, at its key or at
+    the key of a list or table holding it."""
     flat = [x for e in errs for x in (e.errors if isinstance(e, ConfigErrors) else [e])]
+    tree = [(e.file, e.key) for e in flat if getattr(e, "tree", False) and e.key]
     seen, out = set(), []
     for e in flat:
-        mark = (e.file, e.key) if e.key and not getattr(e, "each", False) else (e.file, str(e))
-        inner = e.key and any(f == e.file and k and k.startswith((e.key + "[", e.key + ".")) for f, k in seen)
-        if mark not in seen and not inner:  # an error inside a value already explains the value's
-            seen.add(mark)
+        again = not getattr(e, "tree", False) and e.key and any(
+            f == e.file and (k == e.key or k.startswith((e.key + "[", e.key + "."))) for f, k in tree)
+        if str(e) not in seen and not again:
+            seen.add(str(e))
             out.append(e)
     return out
 

@@ -77,6 +77,7 @@ def _build_errors(spec: PluginSpec, where: str, fname: str, *, meta: bool, build
     ConfigError naming the key."""
     kind = f"{REGISTRIES[spec.family].kind} '{spec.name}'"
     resolved = spec.resolved()
+    weights = spec.family != "datasets"  # its files are checkpoints: a failure may be one that is not readable
 
     def key_for(text: str, key: str | None = None) -> str:
         if key:
@@ -89,16 +90,14 @@ def _build_errors(spec: PluginSpec, where: str, fname: str, *, meta: bool, build
             build()
         else:
             _build_on_meta(spec.build) if meta else spec.build()
-    except ErrorList as exc:  # e.g. every bad row of a MOS table: one line each, all kept (_unique)
+    except ErrorList as exc:  # e.g. every bad row of a MOS table: one line each
         found = [ConfigError(f"{kind}: {_one_line(e)}", file=fname, key=key_for(str(e), getattr(e, "key", None)))
                  for e in exc.errors]
-        for e in found:
-            e.each = True  # type: ignore[attr-defined]
         return found
     except ConfigError as exc:
         return [ConfigError(f"{kind}: {exc.detail}", file=exc.file or fname, key=key_for(exc.detail, exc.key))]
     except MissingWeightsError as exc:
-        text = file_problem(resolved, kind) if path_exists(Path(exc.path)) else None  # there, but not readable
+        text = file_problem(resolved, kind) if weights and path_exists(Path(exc.path)) else None  # unreadable
         err = ConfigError(text[1] if text else _one_line(exc), file=fname,
                           key=f"{where}.{text[0]}" if text else key_for(str(exc.path), exc.key))
         err.missing_file = text is None  # type: ignore[attr-defined]  (an optional entry is then skipped)
@@ -106,7 +105,7 @@ def _build_errors(spec: PluginSpec, where: str, fname: str, *, meta: bool, build
     except BenchmarkError as exc:
         return [ConfigError(_one_line(exc), file=fname, key=key_for(str(exc)))]
     except Exception as exc:  # noqa: BLE001 - a file it read may be the cause: then that file is the message
-        text = file_problem(resolved, kind)
+        text = file_problem(resolved, kind) if weights else None
         if text:
             return [ConfigError(text[1], file=fname, key=f"{where}.{text[0]}")]
         return [ConfigError(f"invalid value for {kind}: {_joined(exc)}", file=fname, key=where)]

@@ -105,6 +105,7 @@ def check_tree(value: Any, key: str, fname: str, depth: int, errs: list[ConfigEr
         for i, v in enumerate(value):
             check_tree(v, f"{key}[{i}]", fname, depth + 1, errs)
     if problem is not None:
+        problem.tree = True  # type: ignore[attr-defined]  (the config layer reports the value once)
         if errs is None:
             raise problem
         errs.append(problem)

@@ -9,7 +9,13 @@ relative paths inside free-form tables such as pyiqa's ``options``. Only ``stat`
 
 Files of path-typed parameters that do not exist are found by the config layer for every plugin
 (``optional = true`` turns that into a skip); these helpers check the rest: a folder where a file is
-expected, ranges, counts.
+expected (or a device, a FIFO: never opened), ranges, counts.
+
+``validate`` then opens what the plugins read (:mod:`benchmark.config_files`): datasets are built (folders
+listed, score tables parsed), metrics built on the meta device (checkpoints read safely, keys and shapes
+checked). A metric class whose building would need more than its own files (pyiqa: backbones) defines
+``check_files(cls, params)`` instead, raising :class:`~benchmark.errors.MissingWeightsError` for a file it
+cannot find. Lower bounds that an operation needs (a blur's sigma) are checked with :func:`at_least`.
 """
 from __future__ import annotations
 

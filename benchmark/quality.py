@@ -158,19 +158,20 @@ def ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 def ms_ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """pyiqa's MS-SSIM (Y channel, five scales, product form), float64 per image; needs sides ≥ 176."""
+    return ssim_ms_ssim(dist, ref)[1]
+
+
+def ssim_ms_ssim(dist: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ssim` and :func:`ms_ssim` (float64, per image; sides ≥ 176) in one pass: MS-SSIM's first
+    scale is SSIM itself (same Y images, window and constants), so its value is returned rather than
+    computed a second time, bit-identical to :func:`ssim` (``tests/measures/test_ssim_once.py``)."""
     _check(dist, ref)
     if min(dist.shape[-2:]) < MS_SSIM_MIN_SIDE:
         raise ValueError(f"MS-SSIM needs sides of at least {MS_SSIM_MIN_SIDE} pixels (five scales of an "
                          f"{WINDOW}×{WINDOW} window), got {tuple(dist.shape[-2:])}")
-    return _ssim_ms_ssim(luma255(dist), luma255(ref))[1]
-
-
-def _ssim_ms_ssim(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """SSIM and MS-SSIM (float64, per image) of B×1×H×W Y images at 0–255 with sides ≥ 176, in one pass:
-    MS-SSIM's first scale is SSIM itself (same images, window and constants), so its value is returned
-    rather than computed a second time (bit-identical to :func:`ssim`)."""
+    x, y = luma255(dist), luma255(ref)
     mcs = []
-    with _no_tf32(x.device):
+    with _no_tf32(dist.device):
         for j, _ in enumerate(MS_SSIM_WEIGHTS):
             ssim_val, cs = _ssim_cs(x, y)
             if j == 0:
@@ -241,13 +242,10 @@ def pair_quality(dist: torch.Tensor, ref: torch.Tensor, lpips: bool = False, dis
     (their weights must be here)."""
     dist, ref = dist.clamp(0, 1).float(), ref.clamp(0, 1).float()
     out = {"psnr": torch.clamp(psnr(dist, ref), max=PSNR_CAP).cpu()}
-    y_dist, y_ref = luma255(dist), luma255(ref)
     if min(dist.shape[-2:]) >= MS_SSIM_MIN_SIDE:  # SSIM is MS-SSIM's first scale: computed once for both
-        s, ms = _ssim_ms_ssim(y_dist, y_ref)
-        out["ssim"], out["ms_ssim"] = s.cpu(), ms.cpu()
+        out["ssim"], out["ms_ssim"] = (v.cpu() for v in ssim_ms_ssim(dist, ref))
     else:
-        with _no_tf32(dist.device):
-            out["ssim"] = _ssim_cs(y_dist, y_ref)[0].cpu()
+        out["ssim"] = ssim(dist, ref).cpu()
         out["ms_ssim"] = torch.full((dist.shape[0],), float("nan"), dtype=torch.float64)
     out["psnr_skimage"], out["ssim_skimage"] = psnr_skimage(dist, ref).cpu(), ssim_skimage(dist, ref).cpu()
     if dists:

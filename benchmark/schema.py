@@ -296,8 +296,8 @@ _c("reference_gain", "g without defense", "the strongest attack's gain on the ba
    "budget: max over its attacks of mean d · sign · (s' − s) / r", None, "defense", "leaderboard")
 _c("bias", "bias", "mean |s_D − s| / r: the defense's own shift of clean scores (a cost, not robustness)", "lower",
    "quality", "leaderboard")
-_c("fidelity", "fidelity", "SROCC(m, s_D) where the dataset has MOS, else SROCC(s, s_D): the ranking of images "
-   "the defended metric keeps", "higher", "correlation", "leaderboard")
+_c("fidelity", "fidelity", "SROCC(s, s_D): the undefended metric's ranking of clean images that the defended "
+   "metric keeps (needs no MOS; SROCC(m, s_D) is shown beside it)", "higher", "correlation", "leaderboard")
 _c("fidelity_s", "SROCC(s, s_D)", "Spearman ρ of the clean and defended-clean scores", None, "correlation",
    "leaderboard")
 _c("fidelity_m", "SROCC(m, s_D)", "Spearman ρ of MOS and the defended-clean scores, both oriented to quality", None,

@@ -5,7 +5,10 @@
 pyiqa and the project's version are timed alternately (interleaved repeats, so load on a shared machine
 hits both alike); the figures are the ratios of their median wall-clock times and, on the CPU, of their
 median process CPU times (the steadier figure on a loaded machine), with the largest absolute difference
-of the scores. Writes benchmarks/results/fr_quality_speed.json with machine metadata.
+of the scores. Then SSIM computed once per pair (``pair_quality`` reuses MS-SSIM's first scale as SSIM) against
+the former route that computed it alone and again inside MS-SSIM: the same interleaved timing, ``reuse_rows``
+in the JSON, with the largest difference of the scores (0: bit-identical). Writes
+benchmarks/results/fr_quality_speed.json with machine metadata.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--reuse-only", action="store_true", help="only the SSIM-once rows (no pyiqa)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fr_quality_speed.json")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -52,8 +56,19 @@ def main() -> int:
     def pair_pyiqa():  # what pair_quality did before: pyiqa's three metrics on float32 inputs
         return [theirs[n](dist, ref) for n in ours]
 
-    rows = []
-    cases = [(n, lambda n=n: theirs[n](dist, ref), lambda n=n: ours[n](dist, ref)) for n in ours]
+    def old_pair_quality():  # pair_quality before SSIM was reused: SSIM alone, then MS-SSIM's five scales
+        return {"psnr": quality.psnr(dist, ref).clamp(max=quality.PSNR_CAP), "ssim": quality.ssim(dist, ref),
+                "ms_ssim": quality.ms_ssim(dist, ref), "psnr_skimage": quality.psnr_skimage(dist, ref),
+                "ssim_skimage": quality.ssim_skimage(dist, ref)}
+
+    def ssim_once():
+        return dict(zip(("ssim", "ms_ssim"), quality.ssim_ms_ssim(dist, ref)))
+
+    rows, reuse_rows = [], []
+    reuse = [("ssim+ms_ssim", lambda: {"ssim": quality.ssim(dist, ref), "ms_ssim": quality.ms_ssim(dist, ref)},
+              ssim_once),
+             ("pair_quality", old_pair_quality, lambda: quality.pair_quality(dist, ref))]
+    cases = [] if args.reuse_only else [(n, lambda n=n: theirs[n](dist, ref), lambda n=n: ours[n](dist, ref)) for n in ours]
     cases.append(("pair_quality", pair_pyiqa, lambda: quality.pair_quality(dist, ref)))
     with torch.no_grad():
         for name, slow, fast in cases:
@@ -76,9 +91,28 @@ def main() -> int:
             rows.append(row)
             print(f"{name:12s} pyiqa {row['pyiqa_s'] * 1e3:8.1f} ms  float32 {row['float32_s'] * 1e3:8.1f} ms  "
                   f"wall {row['speedup_wall']:6.1f}x  cpu-time {row['speedup_cpu']:6.1f}x  max |diff| {err:.1e}")
+        for name, before, after in reuse:
+            before(), after()  # warm-up
+            t_b, t_a, c_b, c_a = [], [], [], []
+            for _ in range(args.repeats):
+                dt, dc, a = timed(before, device)
+                t_b.append(dt), c_b.append(dc)
+                dt, dc, b = timed(after, device)
+                t_a.append(dt), c_a.append(dc)
+            diff = max(float((b[k].cpu() - a[k].cpu()).abs().max()) for k in b if k in a)
+            med = statistics.median
+            row = {"measure": name, "before_s": med(t_b), "after_s": med(t_a), "speedup_wall": med(t_b) / med(t_a),
+                   "before_cpu_s": med(c_b), "after_cpu_s": med(c_a),
+                   "speedup_cpu": med(c_b) / max(med(c_a), 1e-9),
+                   "saved_fraction_cpu": 1 - med(c_a) / max(med(c_b), 1e-9), "max_abs_diff": diff}
+            reuse_rows.append(row)
+            print(f"{name:12s} SSIM twice {row['before_s'] * 1e3:8.1f} ms  once {row['after_s'] * 1e3:8.1f} ms  "
+                  f"wall {row['speedup_wall']:5.2f}x  cpu-time {row['speedup_cpu']:5.2f}x  "
+                  f"saved {100 * row['saved_fraction_cpu']:4.1f} % cpu  max |diff| {diff:.1e}")
     write_json(args.out, {"device": str(device), "batch": args.batch, "size": args.size, "repeats": args.repeats,
                           "threads": torch.get_num_threads(),
-                          "load_average": list(os.getloadavg()), "rows": rows})
+                          "load_average": list(os.getloadavg()), "rows": rows,
+                          "reuse_rows": reuse_rows})
     return 0
 
 

@@ -143,3 +143,19 @@ name = "folder"
 root = "{image_folder}"
 mos_csv = "{image_folder / 'mos.csv'}"
 {fgsm_pgd_tables(steps=5, defenses=("identity", "jpeg", "median"))}""")
+
+
+def example_copy(tmp_path: Path, *names: str) -> Path:
+    """The examples folder copied to ``tmp_path/examples`` with the development checkout's weights linked into
+    ``examples/models/`` where the examples expect a user to put them (CNNIQA-LIVE, NIQE's LIVE model); returns
+    the copy's folder. Without ``../shared`` the links are left out and the examples' optional entries skip."""
+    import shutil
+
+    dst = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", dst, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    (dst / "models").mkdir()
+    for name, src in (("CNNIQA-LIVE", CNNIQA_WEIGHTS), ("niqe_modelparameters.mat",
+                                                       SHARED / "models" / "niqe-live" / "niqe_modelparameters.mat")):
+        if src.exists():
+            (dst / "models" / name).symlink_to(src)
+    return dst

@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PROTOCOLS = ["purification_study.toml", "stochastic_biqa.toml"]
+PROTOCOLS = ["purification_study.toml", "stochastic_biqa.toml", "guardians.toml"]
 PATH_KEYS = ("root", "weights", "model", "model_dir", "denoiser", "pretrained_model_path", "mos_csv")
 
 
@@ -131,6 +131,8 @@ class Fixtures:
     def path_for(self, family: str, entry: dict, key: str) -> Path:
         name = entry["name"]
         kind = (family, entry.get("metric", name) if name == "pyiqa" else name, key)
+        if family == "defenses" and key in ("model", "model_dir"):  # one diffusion model serves several defenses
+            kind = (family, "ddpm", "model")
         if kind not in self.made:
             self.made[kind] = self._make(kind)
         return self.made[kind]
@@ -144,7 +146,7 @@ class Fixtures:
             study_metric_weights(name, target)
         elif family == "metrics" and key == "pretrained_model_path" and name == "paq2piq":
             paq2piq_weights(target)
-        elif family == "defenses" and key == "denoiser":
+        elif family == "defenses" and (key == "denoiser" or (name == "dncnn" and key == "weights")):
             from benchmark.defenses.denoiser import DnCNN, save_denoiser
 
             save_denoiser(DnCNN(depth=3, channels=8), target, {"sigma": 0.12})
@@ -217,3 +219,54 @@ def test_protocol_without_its_files_names_them(tmp_path, capsys):
     assert main(["validate", str(copy), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "datasets[0].root" in err and str(tmp_path / "data" / "koniq10k") in err
+
+
+# The Guardians benchmark's attack list (msu-video-group/adversarial-defenses-for-iqa, metrics/methods/) and the
+# built-in attack each name maps to in examples/guardians.toml.
+GUARDIANS_ATTACKS = {"cadv": "advcf", "cnn-attack": "facpa", "grad-est": "nes", "ifgsm": "ifgsm",
+                     "korhonen-et-al": "korhonen", "madc": "madc", "onepixel": "onepixel",
+                     "parsimonious": "parsimonious", "patch-rs": "patch_rs", "square-attack": "square",
+                     "ssah": "ssah", "stadv": "stadv", "uap": "uap", "zhang-et-al-dists": "zhang"}
+STUDY_ATTACKS = {"ifgsm", "mifgsm", "amifgsm", "korhonen", "madc", "ssah", "advcf", "zhang"}
+
+
+def test_guardians_runs_every_guardians_attack():
+    """Every Guardians attack is in the file, under its name in the header and as a table; zhang with DISTS;
+    gradient attacks at the four L∞ categories of picked_presets_v1.csv; every defense built in that needs no
+    file is there (those with files are optional)."""
+    from benchmark.registry import DEFENSES
+
+    text = (ROOT / "examples" / "guardians.toml").read_text(encoding="utf-8")
+    raw = tomllib.loads(text)
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    names = [e["name"] for e in raw["attacks"]]
+    for guardians, here in GUARDIANS_ATTACKS.items():
+        assert f"{guardians} -> {here}" in header, guardians
+        assert here in names, f"{guardians} ({here}) has no [[attacks]] table"
+    assert [e["distance"] for e in raw["attacks"] if e["name"] == "zhang"] == ["dists"]
+    assert sorted(e["eps"] for e in raw["attacks"] if e["name"] == "korhonen") == sorted(
+        f"{k}/255" for k in (2, 4, 8, 16))
+    assert raw["run"]["device"] == "cuda" and raw["run"]["image_size"] == [384, 512]
+    assert raw["datasets"] == [{"name": "koniq10k", "root": "../data/koniq10k", "resolution": "512x384",
+                                "split": "test", "limit": 1000}]
+    listed = {e["name"] for e in raw["defenses"]}
+    with_files = {e["name"] for e in raw["defenses"] if set(e) & set(PATH_KEYS)}
+    assert all(e.get("optional") for e in raw["defenses"] if e["name"] in with_files)
+    import inspect
+
+    for name in DEFENSES.names():
+        required = [p for p in inspect.signature(DEFENSES.get(name)).parameters.values()
+                    if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD
+                    and p.name != "self"]
+        if not required:
+            assert name in listed, f"defense '{name}' needs no file but is not in examples/guardians.toml"
+
+
+def test_purification_study_runs_its_ten_attacks():
+    raw = tomllib.loads((ROOT / "examples" / "purification_study.toml").read_text(encoding="utf-8"))
+    tables = raw["attacks"]
+    assert {e["name"] for e in tables} == STUDY_ATTACKS
+    assert all(e["adaptive"] is False for e in tables)  # the study's transfer protocol
+    zhang = [e for e in tables if e["name"] == "zhang"]
+    assert [sorted(e["distance"]) for e in zhang] == [["dists", "lpips", "ssim"]]
+    assert sum(len(e["distance"]) if e["name"] == "zhang" else 1 for e in tables) == 10

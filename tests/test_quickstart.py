@@ -1,4 +1,4 @@
-"""The README's quickstart, run as a user runs it (slow: a few minutes on 2 CPU cores)."""
+"""The README's quickstart, run as a user runs it (slow: about a minute on 2 CPU cores)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -22,6 +22,12 @@ def test_quickstart_pgd_beats_fgsm_and_jpeg_cuts_the_gain(tmp_path):
         assert any(m.startswith("cnniqa") for m in metrics)
     for metric in metrics:
         t = s[s["metric"] == metric].set_index(["attack", "defense"])
-        pgd, fgsm = "pgd(eps=4/255)", "fgsm(eps=4/255)"
+        pgd, fgsm, ada = "pgd(eps=4/255)", "fgsm(eps=4/255)", "pgd(eps=4/255)+adaptive(EOT4)"
         assert t.loc[(pgd, "identity"), "abs_gain"] > t.loc[(fgsm, "identity"), "abs_gain"], metric
         assert t.loc[(pgd, "jpeg"), "robust_abs_gain"] < t.loc[(pgd, "identity"), "robust_abs_gain"], metric
+        # adaptive by default: the PGD through the flip keeps the undefended gain, and the flip is not ranked first
+        assert t.loc[(ada, "flip"), "defended_gain"] >= 0.9 * t.loc[(pgd, "identity"), "defended_gain"], metric
+        assert t.loc[(ada, "flip"), "rank"] != 1, metric
+        assert t.loc[(ada, "pixel_deflection(deflections=500)"), "eot_samples"] == 4, metric
+    html = (run / "report.html").read_text()
+    assert "Indicative ranking: 8 images" in html and (run / "report.html").stat().st_size < 5_000_000

@@ -65,7 +65,7 @@ class UNetGenerator(nn.Module):
         self.out = nn.ConvTranspose2d(2 * ch[0], 3, 4, 2, 1)
         self.dropout = nn.Dropout(0.5)
 
-    def zero_output(self) -> "UNetGenerator":
+    def zero_output(self) -> UNetGenerator:
         """Zero the output layer, so that the untrained generator outputs 0 (training then starts from δ = 0)."""
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)

@@ -12,7 +12,8 @@ A universal perturbation produced by a generator from one fixed noise input ``z`
 ``log2(size)`` levels deep. The reference draws ``z ~ U(0, 1)`` and, after the first step, clips it to
 ``[-eps, eps]`` in place (it is not trained), so from then on ``z = min(U(0, 1), eps)``; here ``z`` is that
 from the start. As in ``facpa``, the output layer starts at zero (δ₀ = 0, as ``uap``'s), not at the random
-pattern of the reference's initialisation. δ* is taken with ``G`` in eval mode (the MSU code keeps dropout on for its final pass).
+pattern of the reference's initialisation. δ* is taken with ``G`` in eval mode (the MSU code keeps dropout
+on for its final pass), and dropout during training draws from the global RNG seeded by the fit seed.
 Trained once per (metric, fit parameters, seed) on the training split disjoint from the evaluated images
 (:func:`benchmark.training.trainset.uap_images`); only δ* is stored in ``<run>/artifacts/`` and reused across
 amplitudes and defenses. ``perturbation = "file.npy"`` applies a published one instead (the MSU

@@ -17,7 +17,9 @@ epoch, and resumes an interrupted training. The variants ``cumulative_uap`` and 
 the MSU metrics-robustness benchmark's ``res/<attack>_<metric>_<COCO|VOC2012>.npy``: a float array of
 H×W×3 (the MSU layout: RGB, channels last; 3×H×W is accepted too) on the [0, 1] image scale (MSU's are
 256×256×3 within ±0.1, the generative one within ±10/255), tiled over the image as MSU's ``run_uap`` does.
-``eps`` is then the file's largest |value| and ``amplitude`` scales it (MSU applies 0.2, 0.4 and 0.8).
+``eps`` is then the file's largest |value| (an ``eps`` in the table is not used, though the manifest's resolved
+parameters still list it; the attack stage records the budget ``amplitude · max|δ|`` actually applied) and
+``amplitude`` scales it (MSU applies 0.2, 0.4 and 0.8).
 The file is read and checked when the config is validated; a bad one is a config error naming it.
 
 Defaults: ``eps = 10/255``, ``amplitude = 1.0`` (the paper sweeps e.g. 0.2, 0.4, 0.8), ``size = 256``,
@@ -111,14 +113,18 @@ def run_training(attack, model, images: torch.Tensor, *, generator: torch.Genera
         _restore(state, ck.get("state", ck))  # (a partial of the earlier format holds the state at its top level)
         start = ck["epoch"]
         log.info("resuming %s training at epoch %d from %s", type(attack).__name__, start, partial)
-    name = attack.plugin_name
-    for epoch in range(start, attack.epochs):
-        order = torch.randperm(len(images), generator=generator)
-        for i in tqdm(range(0, len(images), attack.batch_size), desc=f"{name} epoch {epoch + 1}/{attack.epochs}",
-                      leave=False, disable=not progress):
-            with torch.enable_grad():
-                attack.train_step(model, state, images[order[i:i + attack.batch_size]].to(device))
-        save_checkpoint(partial, {"state": _state_dicts(state), "epoch": epoch + 1})
+    desc = f"{attack.plugin_name} epoch {{}}/{attack.epochs}"
+    # the global RNG (a generator's dropout) seeded from the fit seed, without drawing from ``generator``
+    seed = int(torch.randint(2 ** 62, (1,), generator=torch.Generator().manual_seed(generator.initial_seed())))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for epoch in range(start, attack.epochs):
+            order = torch.randperm(len(images), generator=generator)
+            for i in tqdm(range(0, len(images), attack.batch_size), desc=desc.format(epoch + 1), leave=False,
+                          disable=not progress):
+                with torch.enable_grad():
+                    attack.train_step(model, state, images[order[i:i + attack.batch_size]].to(device))
+            save_checkpoint(partial, {"state": _state_dicts(state), "epoch": epoch + 1})
     return state
 
 

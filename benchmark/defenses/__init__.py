@@ -4,6 +4,7 @@ from . import (  # noqa: F401  (registration)
     median_smoothing, quantize, random_crop, random_noise, random_rotate, resize, unsharp)
 from . import diffpure, diffusion_smoothing, dncnn  # noqa: F401  (registration)
 from . import diffjpeg, robust_metric  # noqa: F401  (registration)
+from . import disco, fcn, mprnet, realesrgan  # noqa: F401  (registration)
 from .base import Defense
 
 __all__ = ["Defense"]

@@ -1,8 +1,8 @@
 """CNNIQA (Kang, Ye, Li, Doermann, "Convolutional Neural Networks for No-Reference Image Quality
 Assessment", CVPR 2014), as a differentiable torch metric.
 
-The network and pre-processing follow the public implementation (lidq92/CNNIQA) described in
-``shared/models/cnniqa-live/SOURCE.md``: grey conversion as PIL ``convert('L')`` (integer weights
+The network and pre-processing follow the public implementation (lidq92/CNNIQA, whose ``CNNIQA-LIVE``
+state dict, trained on LIVE, this plugin loads: keys ``conv1.*``, ``fc1.*``, ``fc2.*``, ``fc3.*``): grey conversion as PIL ``convert('L')`` (integer weights
 19595/38470/7471 with rounding, applied on the 8-bit values; the quantisation is passed straight
 through for gradients), non-overlapping 32×32 patches at ``i = 0, 32, …`` while ``i < H - 32``, local
 normalisation of each patch with a 3×3 mean filter (symmetric boundary), ``σ = sqrt(max(E[p²]-μ², 0)) + 1``,

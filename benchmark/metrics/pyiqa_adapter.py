@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,28 @@ def option_names(cfg: dict) -> set[str] | None:
     return ({p for p in params if p != "self"} | set(INFERENCE_OPTIONS)) - set(PyIQAMetric.RESERVED_OPTIONS)
 
 
+def hub_offline_miss(exc: BaseException) -> tuple[str, str] | None:
+    """(cache folder, what to do) when ``exc`` is Hugging Face's "offline and not in the cache" (a timm or
+    transformers backbone a pyiqa architecture builds on), else None."""
+    import re
+
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if not any(type(e).__name__ in ("OfflineModeIsEnabled", "LocalEntryNotFoundError") for e in chain):
+        return None
+    url = next((m for e in chain for m in re.findall(r"https://huggingface\.co/\S+?/resolve/\S+?(?=:|\s|$)", str(e))),
+               None)
+    repo = re.match(r"https://huggingface\.co/(.+?)/resolve/", url).group(1) if url else None
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    folder = f"{HF_HUB_CACHE}/models--{repo.replace('/', '--')}" if repo else HF_HUB_CACHE
+    hint = (f"download {url} (`huggingface-cli download {repo}`) into the Hugging Face cache" if url else
+            "download the backbone it builds on into the Hugging Face cache") + " (downloads are off: HF_HUB_OFFLINE)"
+    return folder, hint
+
+
 @METRICS.register("pyiqa")
 class PyIQAMetric(Metric):
     """A pyiqa metric by name (``metric = "niqe"``, ``"musiq"``, ``"psnr"``, ...), differentiable via ``as_loss``.
@@ -162,12 +185,17 @@ class PyIQAMetric(Metric):
         with weights_guard(metric, False), warnings.catch_warnings(), torch.device("meta"), \
                 contextlib.redirect_stdout(io.StringIO()):  # pyiqa prints "Downloading: ..." before it asks
             warnings.simplefilter("ignore")
+            logging.disable(logging.INFO)  # timm announces every backbone it looks up
             try:
                 pyiqa.create_metric(metric, as_loss=True, loss_reduction="none", device=torch.device("meta"), **opts)
             except MissingWeightsError as exc:
                 raise MissingWeightsError(exc.what, exc.path, exc.hint, key="metric") from None
-            except Exception:  # noqa: BLE001 - not a missing file: the run builds it for real and says what
-                pass
+            except Exception as exc:  # noqa: BLE001 - else not a missing file: the run builds it and says what
+                missing = hub_offline_miss(exc)
+                if missing is not None:
+                    raise MissingWeightsError(f"pyiqa metric '{metric}'", *missing, key="metric") from None
+            finally:
+                logging.disable(logging.NOTSET)
 
     def __init__(self, metric: str, pretrained_model_path: Path | None = None, options: dict | None = None,
                  score_range: tuple[float, float] | None = None, download: bool = True):

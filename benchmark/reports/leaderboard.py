@@ -57,8 +57,8 @@ COLUMNS = ["rank", "rank_low", "rank_high", "dataset", "metric", "budget_label",
            "cert_width", "abstain_rate", "seconds_def_adv", "n_attacks", "adaptive", "eot_samples", "n_images",
            "distance", "runs"]
 NEEDED = {"dataset", "metric", "attack", "defense", "robust_abs_gain", "n_images"}
-SHOWN = ["worst_gain", "removed", "quality", "fidelity", "bias", "reference_gain", "worst_robust_gain",
-         "cert_width", "seconds_def_adv", "n_attacks"]
+SHOWN = ["worst_gain", "removed", "quality", "fidelity", "fidelity_m", "bias", "worst_robust_gain", "cert_width",
+         "seconds_def_adv", "n_attacks"]
 
 
 @dataclass

@@ -8,8 +8,10 @@ Per (dataset, metric, budget) every defense is reduced to its worst case: the at
   reference is the strongest attack on the undefended metric (identity), not the worst attack's own gain; a
   negative value means the defense makes the metric easier to attack;
 - costs, not robustness: ``bias`` (the defense's own shift of clean scores, ``mean |s_D − s|/r``), ``fidelity``
-  (SROCC(m, s_D) where there is MOS, else SROCC(s, s_D)), ``quality`` (of the purified image under the worst
-  attack, ½[SSIM + PSNR/80] against the clean image in the defense's geometry).
+  (SROCC(s, s_D): the undefended metric's ranking of clean images that the defended one keeps; it needs no MOS and,
+  on the few images of a run, is far less noisy than SROCC(m, s_D), which is shown beside it as ``fidelity_m``),
+  ``quality`` (of the purified image under the worst attack, ½[SSIM + PSNR/80] against the clean image in the
+  defense's geometry).
 
 Rank: by the distance to the ideal ``√(mean_k (1 − u_k)²)`` over three utilities on fixed scales, so a defense's
 score does not depend on which others are in the table: ``u_gain = clip(removed, 0, 1)`` (1: the attack no longer
@@ -198,8 +200,7 @@ def rank_defenses(rows: pd.DataFrame, section: list[str] = SECTION) -> pd.DataFr
         base = g["baseline"].astype(bool)
         has_reps = "worst_gain_reps" in g
         n_boot = len(g["worst_gain_reps"].iloc[0]) if has_reps else 0
-        mos = g["fidelity_m"].notna().any() if "fidelity_m" in g else False
-        g["fidelity"] = g["fidelity_m"] if mos else g["fidelity_s"]
+        g["fidelity"] = g["fidelity_s"]
         ref = float(g.loc[base, "worst_gain"].max()) if base.any() else math.nan
         g["reference_gain"] = ref
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -207,7 +208,7 @@ def rank_defenses(rows: pd.DataFrame, section: list[str] = SECTION) -> pd.DataFr
         if has_reps:
             ref_reps = np.nanmax(np.stack(list(g.loc[base, "worst_gain_reps"])), axis=0) if base.any() else \
                 np.full(n_boot, np.nan)
-            g["fidelity_reps"] = list(g["fidelity_m_reps"] if mos else g["fidelity_s_reps"])
+            g["fidelity_reps"] = list(g["fidelity_s_reps"])
             with np.errstate(invalid="ignore", divide="ignore"):
                 g["removed_reps"] = [1.0 - w / ref_reps for w in g["worst_gain_reps"]]
             for c in CRITERIA:
@@ -320,7 +321,6 @@ RULE = ("Ranked per dataset, metric and budget on what an attacker who knows the
 
 def rule_text(cells: pd.DataFrame) -> str:
     aligned = first_present(cells, QUALITY_COLUMNS) == "purified_quality_aligned"
-    mos = "srocc_def_clean" in cells and pd.to_numeric(cells["srocc_def_clean"], errors="coerce").notna().any()
     return RULE.format(ref="the undefended metric (identity)",
                        aligned=" (against the clean image in the defense's geometry)" if aligned else "",
-                       fid="SROCC(m, s_D)" if mos else "SROCC(s, s_D)")
+                       fid="SROCC(s, s_D)")

@@ -257,7 +257,8 @@ def verdict(rows: pd.DataFrame, top: int = 3) -> list[str]:
     return out
 
 
-RANK_COLUMNS = ["worst_gain", "removed", "quality", "fidelity", "bias", "reference_gain", "worst_robust_gain",
+# the reference gain (the same on every row of a budget) is said in the first verdict sentence, not a column
+RANK_COLUMNS = ["worst_gain", "removed", "quality", "fidelity", "fidelity_m", "bias", "worst_robust_gain",
                 "seconds_def_adv"]
 INTERVALS = {"worst_gain", "removed", "quality", "fidelity", "bias"}
 

@@ -349,7 +349,7 @@ def section_strips(run_dir: Path, manifest: dict, records: pd.DataFrame, cells: 
                 else ""
             panels.append(_panel(f"|D(x') − x| ×{amp_d}", png_uri(difference(purified, x, amp_d)),
                                  f"purified difference {image_id}",
-                                 f"L∞ {255 * float((purified - x).abs().max()):.0f}/255: what is left of x{moved}"))
+                                 f"L∞ {255 * float((purified - x).abs().max()):.0f}/255 from x{moved}"))
         crops = [x, xa] + ([purified] if purified is not None else [])
         zoom = torch.cat([torch.cat([zoomed(c, region), torch.ones(3, region[2] * ZOOM, 2)], 2) for c in crops], 2)
         panels.append(_panel(f"{ZOOM}× zoom: x | x'" + (" | D(x')" if purified is not None else ""),

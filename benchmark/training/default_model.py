@@ -1,6 +1,6 @@
 """Train the project's default NR model (colour CNNIQA) and write its weights and model card.
 
-    python -m benchmark.training.default_model [--epochs 40] [--live1 ../shared/data/live1-references]
+    python -m benchmark.training.default_model [--epochs 40] [--live1 DIR]
 
 Training data: scikit-image's training photographs (``synthetic`` dataset, ``split="train"``), each
 with all six distortions at all five levels plus the pristine image, labelled with
@@ -110,20 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
-    ap.add_argument("--live1", type=Path, default=Path("../shared/data/live1-references"),
-                    help="folder of the LIVE reference photographs for held-out evaluation (skipped if absent)")
+    ap.add_argument("--live1", type=Path, default=None,
+                    help="folder of the 29 reference photographs of the LIVE IQA database (PNG) for a held-out "
+                         "evaluation (left out when not given)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
     model, results = train(args.epochs, args.seed, args.lr)
     test_x, test_y = build_set({n: load_photo(n) for n in TEST_PHOTOS}, 256, [1, 2, 3, 4, 5])
     results["heldout_skimage"] = evaluate(model, test_x, test_y)
-    if args.live1.is_dir():
+    if args.live1 is not None and args.live1.is_dir():
         photos = {p.stem: read_image(p) for p in sorted(args.live1.glob("*.png"))}
         live_x, live_y = build_set(photos, 256, [2, 4])
         results["heldout_live1"] = evaluate(model, live_x, live_y)
     else:
-        log.warning("%s not found: LIVE held-out evaluation skipped", args.live1)
+        log.warning("no LIVE reference folder (--live1 %s): the LIVE held-out evaluation is left out", args.live1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() for k, v in model.net.state_dict().items()}, args.out)
     meta = {"epochs": args.epochs, "seed": args.seed, "lr": args.lr, "train_photos": list(TRAIN_PHOTOS),

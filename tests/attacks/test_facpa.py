@@ -79,7 +79,7 @@ def test_facpa_training_resumes_from_its_checkpoint(tmp_path, monkeypatch, caplo
         original(path, obj)
 
     monkeypatch.setattr(uap_mod, "save_checkpoint", interrupt_second_save)
-    make = lambda: FACPA(size=64, epochs=2, batch_size=64, ngf=4)  # noqa: E731
+    make = lambda: FACPA(size=64, epochs=2, batch_size=64, ngf=4)
     with pytest.raises(KeyboardInterrupt):
         make().fit(model, generator=torch.Generator().manual_seed(0), artifact=art, provenance={}, progress=False)
     assert art.with_suffix(".partial.pt").is_file() and not art.is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import write_config
 from PIL import Image
 
 from benchmark.attacks.cumulative_uap import CumulativeUAP
@@ -14,8 +15,6 @@ from benchmark.cli import main
 from benchmark.images import quantize_8bit
 from benchmark.photos import TEST_PHOTOS, load_photo, square
 from benchmark.store import RunStore
-
-from conftest import write_config
 
 
 def held_out(size: int = 64) -> torch.Tensor:

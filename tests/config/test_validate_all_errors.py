@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, tiny_images, write_config
 
 from benchmark.cli import main
+
+from conftest import ROOT, tiny_images, write_config
 
 REST = '[[attacks]]\nname = "fgsm"\nadaptive = false\n[[defenses]]\nname = "identity"\n'
 
@@ -345,3 +346,21 @@ def test_legacy_pickle_payload_as_weights_runs_no_code(tmp_path, capsys):
     line = line_for(error_lines(capsys), "metrics[0].weights")
     assert "legacy.pt" in line and "not found" not in line
     assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
+def test_an_optional_pyiqa_metric_without_its_weights_is_skipped_with_pyiqas_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from benchmark.metrics.zoo import weight_file
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    status, path = weight_file(DEFAULT_CONFIGS["musiq"])
+    if status != "missing":
+        pytest.skip(f"musiq's weights are in pyiqa's cache here ({path})")
+    cfg = write_config(tmp_path, header(tmp_path) + '[[datasets]]\nname = "synthetic"\nlimit = 2\n[[metrics]]\n'
+                       'name = "default"\n[[metrics]]\nname = "pyiqa"\nmetric = "musiq"\noptional = true\n' + REST)
+    assert main(["validate", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if line.strip().startswith("skipped")]
+    assert len(skipped) == 1 and "pyiqa(metric=musiq)" in skipped[0]
+    assert f"weights file not found: {path}" in skipped[0] and "download https://" in skipped[0]
+    assert "valid; 1 cells" in out
