@@ -1,4 +1,4 @@
-"""Certificates for smoothed scores (formulas.md §5), computed exactly from the binomial distribution.
+"""Certificates for smoothed scores (docs/measures.md#certified-defenses), computed exactly from the binomial distribution.
 
 Median smoothing for regression (Chiang, Curry, Abdelkader, Kumar, Dickerson, Goldstein, "Detection as
 Regression: Certified Object Detection by Median Smoothing", NeurIPS 2020): with ``n`` sorted samples
@@ -33,7 +33,7 @@ class OrderStatistics:
 
 
 def order_statistics(n: int, radius: float, sigma: float, confidence: float) -> OrderStatistics:
-    """``(q_l, q_u)`` of formulas.md §5 (1-based), or None where the order statistic does not exist."""
+    """``(q_l, q_u)`` of docs/measures.md#certified-defenses (1-based), or None where the order statistic does not exist."""
     if n < 1 or sigma <= 0 or radius < 0 or not 0 < confidence < 1:
         raise ValueError(f"need n >= 1, sigma > 0, radius >= 0, 0 < confidence < 1 (got {n}, {sigma}, {radius}, "
                          f"{confidence})")

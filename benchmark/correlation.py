@@ -1,10 +1,10 @@
-"""Correlation of model scores with subjective scores (formulas.md §4).
+"""Correlation of model scores with subjective scores (docs/measures.md#correlation-with-subjective-scores).
 
 SROCC (Spearman ρ), KROCC (Kendall τ), PLCC (Pearson r) raw and after a monotonic logistic mapping
 (4-parameter VQEG or 5-parameter Sheikh 2006, fitted with ``scipy.optimize.curve_fit``), RMSE after the
 mapping, and bootstrap percentile intervals over images.
 
-Both sides are oriented to quality before anything is computed (formulas.md §4): the model's scores by
+Both sides are oriented to quality before anything is computed (docs/measures.md#correlation-with-subjective-scores): the model's scores by
 the metric's direction (``lower_better``: NIQE, DMOS-trained models) and the subjective scores by the
 dataset's (``mos_lower_better``: DMOS, as in LIVE and CSIQ). A positive value therefore means agreement
 whatever the two scales' directions, and a negative one means the model (or a defense in front of it)

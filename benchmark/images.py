@@ -155,7 +155,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Resize a defense output back to the input size before full-reference comparison (formulas.md §3)."""
+    """Resize a defense output back to the input size before full-reference comparison (docs/measures.md#defense)."""
     if x.shape[-2:] == like.shape[-2:]:
         return x
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", antialias=True, align_corners=False)

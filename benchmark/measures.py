@@ -1,4 +1,4 @@
-"""Summary measures, each a function of the per-image records (formulas.md §2–5; docs/measures.md).
+"""Summary measures, each a function of the per-image records (docs/measures.md).
 
 Record columns used: ``score`` (s), ``score_adv`` (s'), ``score_def`` (s_D), ``score_adv_def`` (s'_D),
 ``mos`` (m), ``lower_better`` (the metric's direction), ``mos_lower_better`` (the subjective scale's;
@@ -122,7 +122,7 @@ def robustness_score(s, s_adv) -> dict[str, float]:
 
 
 def distribution_shift(s, s_adv, sign: int = 1) -> dict[str, float]:
-    """``sign · sgn(mean ŝ' - mean ŝ) · W1(ŝ, ŝ')`` and the same with the energy distance (formulas.md §2).
+    """``sign · sgn(mean ŝ' - mean ŝ) · W1(ŝ, ŝ')`` and the same with the energy distance (docs/measures.md#attack-strength).
 
     score_methods.py ``calc_wasserstein_score`` / ``energy_distance_score``: ``sign`` is MSU's
     ``inverse_sign``, so an attack that raised predicted quality scores positive whatever the metric's
@@ -143,7 +143,7 @@ def correlation(x, y, lower_better: bool = False, mos_lower_better: bool = False
 
 
 def certificate_summary(g: pd.DataFrame, r: float) -> dict[str, float]:
-    """Certificate columns of a smoothing defense (clean branch), formulas.md §5."""
+    """Certificate columns of a smoothing defense (clean branch), docs/measures.md#certified-defenses."""
     ab = g["abstain_clean"].astype(bool)
     ok = g[~ab]
     out = {"abstain_rate": float(ab.mean()), "cert_width": math.nan, "cert_delta": math.nan,
@@ -243,7 +243,7 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
     out["defended_gain"] = float(np.mean(d * sign * (sad - sd)) / r)
     out["defense_bias"] = float(np.mean(np.abs(sd - s)) / r)
     out.update(record_means(g))
-    # Guardians similarity and the purification study's quality score (formulas.md §3) against x, and against
+    # Guardians similarity and the purification study's quality score (docs/measures.md#defense) against x, and against
     # A(x) (_aligned), in the studies' convention: scikit-image's RGB SSIM and PSNR, *_skimage_* (docs/measures.md,
     # "Published conventions"). Means as the studies' np.mean: an inf PSNR (identical images) makes the mean
     # inf; NaN pairs are left out (Guardians).

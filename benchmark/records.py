@@ -41,7 +41,7 @@ def load_records(run_dir: Path) -> pd.DataFrame:
             df[col] = cell[col]
         meta = crec["metric_meta"]
         df["lower_better"], df["range_lo"], df["range_hi"] = meta["lower_better"], meta["range_lo"], meta["range_hi"]
-        # the subjective scale's direction (formulas.md §4); clean stages stored before it was recorded: higher is better
+        # the subjective scale's direction (docs/measures.md#correlation-with-subjective-scores); clean stages stored before it was recorded: higher is better
         df["mos_lower_better"] = bool(crec.get("mos_lower_better", False))
         df["adaptive_attack"] = bool(arec["attack_meta"]["adaptive"])
         df["budget"] = arec["attack_meta"]["budget"]

@@ -1,6 +1,6 @@
 """The runner: plans the matrix into cached stages; an executor (``benchmark.executors``) runs them.
 
-Stages (formulas.md notation), each stored under a content key of everything that determines it:
+Stages (the notation of docs/measures.md), each stored under a content key of everything that determines it:
 
 - ``clean``      once per (dataset, metric):            s, m
 - ``attack``     once per (dataset, metric, attack):    x' (one file per image), s', imperceptibility of (x, x')
@@ -333,7 +333,7 @@ class Runner:
         for b in images.batches(self.cfg.run.batch_size):
             scores = self._score(metric, b.x, b.ids, "clean")
             rows += [{"image_id": i, "score": s, "mos": m} for i, s, m in zip(b.ids, scores, b.mos)]
-        return {"records": rows, "metric_meta": metric.metadata(),  # MOS direction: formulas.md §4
+        return {"records": rows, "metric_meta": metric.metadata(),  # MOS direction: docs/measures.md#correlation-with-subjective-scores
                 "mos_lower_better": spec_mos_lower_better(dataset.cls, dataset.params)}
 
     def _attack(self, cell: Cell, metric, images: ImageSource, defense: Callable):
@@ -431,7 +431,7 @@ class Runner:
                 q = stored_quality(shared, ids, keys, "_def_clean")
             else:
                 q = pair_quality(resize_to(out, x), x, lpips=run.lpips, dists=run.dists)
-            q_aligned = q  # against A(x), the clean image in the output's geometry (formulas.md §3)
+            q_aligned = q  # against A(x), the clean image in the output's geometry (docs/measures.md#defense)
             if defense.changes_geometry and shared is not None:
                 q_aligned = stored_quality(shared, ids, keys, "_def_clean_aligned")
             elif defense.changes_geometry:  # align draws what forward drew, from a generator in the same state

@@ -128,7 +128,7 @@ _c("score_adv", "s'", "f(x'): score of the attacked image", group="image", kind=
 _c("score_def", "s_D", "f(D(x)): score of the purified clean image", group="image", kind="record")
 _c("score_adv_def", "s'_D", "f(D(x')): score of the purified attacked image", group="image", kind="record")
 
-# -- what the attack does without defense (formulas.md §2) -------------------------------------------
+# -- what the attack does without defense (docs/measures.md#attack-strength) -------------------------------------------
 _c("abs_gain", "abs. gain", "mean |s − s'| / r", "lower", "attack")
 _c("rel_gain", "rel. gain", "mean |s − s'| / (|s| + 1e-6)", "lower", "attack")
 _c("msu_abs_gain", "MSU gain", "mean sign · (ŝ' − ŝ), ŝ min–max scaled on the clean scores (MSU "
@@ -183,7 +183,7 @@ _c("linf_attack", "L∞(x' − x)", "mean ‖x' − x‖∞ (pixel values in [0,
    "attack", per_image=True)
 _c("l2_attack", "L2(x' − x)", "mean ‖x' − x‖₂ (pixel values in [0, 1])", None, "attack", per_image=True)
 
-# -- what is left through the defense (formulas.md §3) -----------------------------------------------
+# -- what is left through the defense (docs/measures.md#defense) -----------------------------------------------
 _c("robust_abs_gain", "robust gain", "mean |s − s'_D| / r (0: the defense restores the clean score)", "lower",
    "defense")
 _c("robust_rel_gain", "robust rel. gain", "mean |s − s'_D| / (|s| + 1e-6)", "lower", "defense")
@@ -217,7 +217,7 @@ _c("purified_quality_aligned", "purified quality (aligned)", "mean ½ [SSIM_sk(A
    "D(x'))/80]; A(x) = the clean image in the defense's output geometry; scikit-image's SSIM and PSNR, as in "
    "purified_quality", "higher", "quality")
 
-# -- agreement with subjective scores (formulas.md §4): both sides oriented to quality ----------------
+# -- agreement with subjective scores (docs/measures.md#correlation-with-subjective-scores): both sides oriented to quality ----------------
 _c("srocc_s_sdef", "SROCC(s, s_D)", "Spearman ρ between clean and defended-clean scores (the same metric's: "
    "no orientation needed)", "higher", "correlation")
 CORRELATION_TAGS = {"clean": "s", "def_clean": "s_D", "def_adv": "s'_D", "adv": "s'"}
@@ -245,7 +245,7 @@ _c("plcc_mapping", "PLCC mapping", "monotonic mapping fitted before PLCC (logist
 _c("mos_lower_better", "DMOS scale", "the subjective scale's direction the correlations were oriented by (true: "
    "lower is better, DMOS as in LIVE and CSIQ)", None, "correlation", per_image=True)
 
-# -- certificates of a smoothing defense (formulas.md §5), clean branch -----------------------------
+# -- certificates of a smoothing defense (docs/measures.md#certified-defenses), clean branch -----------------------------
 _c("cert_width", "certified width", "mean y_(q_u) − y_(q_l) over non-abstaining images (score units)", "lower",
    "certificate")
 _c("cert_delta", "cert. δ", "mean max(y_(q_u) − median, median − y_(q_l)) over non-abstaining images", "lower",

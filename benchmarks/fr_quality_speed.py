@@ -1,6 +1,6 @@
 """Speed of the project's float32 PSNR / SSIM / MS-SSIM against pyiqa's (float64) on 256×256 batches.
 
-    python benchmarks/fr_quality_speed.py [--device cuda] [--batch 4] [--size 256] [--repeats 7] [--threads 1]
+    python benchmarks/fr_quality_speed.py [--device cuda] [--batch 4] [--size 256] [--repeats 7] [--threads 1] [--reuse-only]
 
 pyiqa and the project's version are timed alternately (interleaved repeats, so load on a shared machine
 hits both alike); the figures are the ratios of their median wall-clock times and, on the CPU, of their

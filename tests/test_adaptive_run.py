@@ -23,6 +23,7 @@ name = "default"
 name = "pgd"
 eps = "4/255"
 steps = 5
+adaptive = false
 [[attacks]]
 name = "pgd"
 eps = "4/255"
@@ -53,7 +54,10 @@ name = "jpeg"
     assert len(adaptive_keys) == 3 and len(plain_keys) == 1   # per defense vs shared by all defenses
     s = pd.read_csv(run / "summary.csv").set_index(["attack", "defense"])
     ad, pl = "pgd(eps=4/255,steps=5)+adaptive(EOT4)", "pgd(eps=4/255,steps=5)"
-    assert s.loc[(ad, "random_crop(scale=0.8)"), "eot_samples"] == 4
+    assert s.loc[(ad, "random_crop(scale=0.8)"), "eot_samples"] == 4   # stochastic: K draws per gradient
+    assert s.loc[(ad, "jpeg"), "eot_samples"] == 1                      # deterministic: one draw, recorded
+    # a fitted attack (UAP) is fitted on the bare metric: no adaptive twin was planned for it
+    assert not any("uap" in a and "adaptive" in a for a, _ in s.index)
     assert bool(s.loc[(ad, "jpeg"), "adaptive_attack"]) and not bool(s.loc[(pl, "jpeg"), "adaptive_attack"])
     # BPDA through JPEG gets more through the defense than the non-adaptive attack
     assert s.loc[(ad, "jpeg"), "robust_signed_gain"] > s.loc[(pl, "jpeg"), "robust_signed_gain"]

@@ -237,7 +237,7 @@ def test_quickstart_report_from_a_copy_in_another_folder(pages, tmp_path):
         a.click(); return a.getAttribute('href'); })()""")
     time.sleep(0.3)
     top = browser.js(f"document.getElementById({json.dumps(target[1:])}).getBoundingClientRect().top")
-    assert target.startswith("#strip-") and 0 <= top < 1000
+    assert target.startswith("#strip-") and -2 <= top < 1000    # scrolled to it (sub-pixel rounding aside)
     browser.js("window.scrollTo(0, 0)")
     browser.screenshot(tmp_path / "quickstart.png")
     if os.environ.get("BENCHMARK_SCREENSHOTS"):

@@ -18,7 +18,7 @@ from test_attacks import batch, frozen
 
 
 def brute_force(n, radius, sigma, conf):
-    """formulas.md §5 literally, one q at a time."""
+    """docs/measures.md#certified-defenses literally, one q at a time."""
     p_hi, p_lo = stats.norm.cdf(radius / sigma), stats.norm.cdf(-radius / sigma)
     q_u = next((q for q in range(math.ceil(n * p_hi), n + 1) if stats.binom.cdf(q - 1, n, p_hi) > conf), None)
     q_l = next((q for q in range(math.floor(n * p_lo), 0, -1) if 1 - stats.binom.cdf(q - 1, n, p_lo) > conf), None)

@@ -39,7 +39,7 @@ QUALITY = np.array([3.0, 7, 1, 9, 4, 0, 8, 2, 6, 5, 11, 10])  # the images' true
 @pytest.mark.parametrize("mos_lower", [False, True])
 @pytest.mark.parametrize("mapping", ["logistic4", "logistic5", "none"])
 def test_every_direction_combination_of_a_perfect_metric_gives_plus_one(metric_lower, mos_lower, mapping):
-    """formulas.md §4: both sides oriented to quality, so agreement is +1 whatever the two directions."""
+    """docs/measures.md#correlation-with-subjective-scores: both sides oriented to quality, so agreement is +1 whatever the two directions."""
     scores = 40.0 - 3.0 * QUALITY if metric_lower else 10.0 + 2.0 * QUALITY   # e.g. DMOS-trained vs MOS-trained
     mos = 90.0 - 5.0 * QUALITY if mos_lower else 1.0 + 0.3 * QUALITY          # DMOS (LIVE, CSIQ) vs MOS
     c = correlations(scores, mos, lower_better=metric_lower, mos_lower_better=mos_lower, mapping=mapping)

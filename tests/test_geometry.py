@@ -1,4 +1,4 @@
-"""Declared capabilities and purified quality in the defense's output geometry (formulas.md §3).
+"""Declared capabilities and purified quality in the defense's output geometry (docs/measures.md#defense).
 
 A defense that moves pixels (flip, crop, rotation) declares ``changes_geometry`` and ``align``; the
 runner then also compares ``D(x')`` and ``D(x)`` with ``A(x)``, the clean image in the same geometry

@@ -1,5 +1,5 @@
 """Adaptive attacks: any attack run against the composite ``metric ∘ defense`` (Athalye, Carlini, Wagner,
-"Obfuscated Gradients Give a False Sense of Security", ICML 2018), formulas.md §1:
+"Obfuscated Gradients Give a False Sense of Security", ICML 2018), docs/measures.md#attacks-the-score-objective:
 
 - EOT: a stochastic defense is averaged over ``K`` draws of its randomness,
   ``∇_x E_t L(D_t(x)) ≈ (1/K) Σ_k ∇_x L(D_{t_k}(x))``; every forward pass draws fresh randomness.

@@ -1,4 +1,4 @@
-"""The attack contract and the one score-space objective every attack uses (formulas.md §1).
+"""The attack contract and the one score-space objective every attack uses (docs/measures.md#attacks-the-score-objective).
 
 Attacks push a score, not a class: the objective to maximise is ``L(x') = d · sign · f(x') / r`` with
 ``sign = -1`` for lower-is-better metrics, ``r`` the metric's score range and ``d = +1`` to raise the

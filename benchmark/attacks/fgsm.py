@@ -1,5 +1,5 @@
 """FGSM in score space (Goodfellow, Shlens, Szegedy, "Explaining and Harnessing Adversarial Examples",
-ICLR 2015): ``x' = clip01(x + eps · sgn(∇L(x)))`` with the score objective of formulas.md §1.
+ICLR 2015): ``x' = clip01(x + eps · sgn(∇L(x)))`` with the score objective of docs/measures.md#attacks-the-score-objective.
 
 Defaults: ``eps = 8/255`` (a Guardians budget category), ``direction = "increase"``.
 """

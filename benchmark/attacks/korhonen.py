@@ -1,7 +1,7 @@
 """Korhonen & You, "Adversarial Attacks against Blind Image Quality Assessment Models", QoEVMA 2022,
 in score space: the perturbation is masked by a spatial-activity map (Sobel gradient magnitude of
 luma, normalised to [0,1] per image, dilated) so it hides in texture, and optimised with Adam
-(formulas.md §1). For comparison at equal budget it is also projected onto the L∞ ball of radius eps.
+(docs/measures.md#attacks-the-score-objective). For comparison at equal budget it is also projected onto the L∞ ball of radius eps.
 
 Defaults: ``eps = 8/255``, ``steps = 10``, ``lr = 0.005``, ``dilation = 3``. Ranges: ``eps`` in (0, 1],
 ``steps`` within 1..10⁵, ``lr`` in (0, 1], ``dilation`` odd within 1..63.

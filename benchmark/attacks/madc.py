@@ -1,7 +1,7 @@
 """MAD competition as an attack (Wang & Simoncelli, "Maximum differentiation (MAD) competition",
 Journal of Vision 2008), in score space: from a random start at ``RMSE(x', x) = eps``, step along the
 component of ``∇L`` orthogonal to ``∇MSE(x', x)`` (so the attack changes the score, not the MSE), then
-project back onto ``RMSE(x', x) ≤ eps`` (formulas.md §1).
+project back onto ``RMSE(x', x) ≤ eps`` (docs/measures.md#attacks-the-score-objective).
 
 Defaults: ``eps = 2/255`` in RMSE (PSNR ≈ 42 dB), ``steps = 10``, ``alpha = eps / 2`` (RMSE units).
 Ranges: ``eps`` and ``alpha`` in (0, 1], ``steps`` within 1..10⁵.

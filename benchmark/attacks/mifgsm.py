@@ -1,5 +1,5 @@
 """MI-FGSM (Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018) in score space:
-``g_t = μ g_{t-1} + ∇L/‖∇L‖₁``, ``x_{t+1} = Π_{B∞(x,eps)} clip01(x_t + α · sgn(g_t))`` (formulas.md §1).
+``g_t = μ g_{t-1} + ∇L/‖∇L‖₁``, ``x_{t+1} = Π_{B∞(x,eps)} clip01(x_t + α · sgn(g_t))`` (docs/measures.md#attacks-the-score-objective).
 
 Defaults: ``eps = 8/255``, ``steps = 10``, ``alpha = eps / steps``, ``decay μ = 1.0``. Ranges: ``eps`` and
 ``alpha`` in (0, 1], ``steps`` within 1..10⁵, ``decay`` in [0, 10].

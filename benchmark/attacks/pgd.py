@@ -1,6 +1,6 @@
 """PGD in score space (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks",
 ICLR 2018): steps ``x_{t+1} = Π_{B(x,eps)} clip01(x_t + α · step(∇L(x_t)))`` from a uniform random
-start in the ball, with optional restarts keeping, per image, the best objective (formulas.md §1).
+start in the ball, with optional restarts keeping, per image, the best objective (docs/measures.md#attacks-the-score-objective).
 ``norm = "linf"``: signed steps, L∞ ball; ``norm = "l2"``: steps ``α · g/‖g‖₂``, L2 ball.
 
 Defaults: ``eps = 8/255`` (L∞; use e.g. 0.5 for L2), ``steps = 10``, ``alpha = 2.5 · eps / steps``

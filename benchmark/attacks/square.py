@@ -1,6 +1,6 @@
 """Square attack (Andriushchenko, Croce, Flammarion, Hein, "Square Attack: a query-efficient black-box
 adversarial attack via random search", ECCV 2020), L∞, in score space: needs only scores, no gradients,
-so it also attacks metrics that are not differentiable (formulas.md §1 objective).
+so it also attacks metrics that are not differentiable (docs/measures.md#attacks-the-score-objective objective).
 
 Each query redraws one random square window with ±eps per channel and keeps it for the images whose
 objective improved. The window covers a fraction ``p`` of the image, halved on the paper's schedule.

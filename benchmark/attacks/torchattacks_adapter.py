@@ -2,7 +2,7 @@
 against an IQA score.
 
 torchattacks expects a classifier. The IQA model is wrapped so that it returns two logits
-``[0, z]`` with ``z = L(x)`` the score objective of formulas.md §1, and the attack is run untargeted
+``[0, z]`` with ``z = L(x)`` the score objective of docs/measures.md#attacks-the-score-objective, and the attack is run untargeted
 against label 0: its cross-entropy ``log(1 + e^z)`` increases with ``z``, so its gradient has the sign
 of the score gradient and every gradient-sign attack of torchattacks pushes the score the same way the
 native attacks do.

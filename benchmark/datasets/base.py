@@ -23,7 +23,7 @@ class Dataset:
     ``mos_lower_better`` is the direction of the subjective scale (True for DMOS, as in LIVE and CSIQ).
     It is a class attribute, or a constructor parameter of that name where a dataset lets the user set
     it (``folder``); the runner reads it without building the dataset (``spec_mos_lower_better``) and
-    stores it in the clean stage, and every correlation with MOS is oriented by it (formulas.md §4).
+    stores it in the clean stage, and every correlation with MOS is oriented by it (docs/measures.md#correlation-with-subjective-scores).
     """
 
     mos_lower_better: bool = False

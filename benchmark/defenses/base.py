@@ -14,7 +14,7 @@ attribute, never the harness a name):
 - ``changes_geometry`` (False): the defense moves pixels (flip, crop, rotation, a resize to another
   size); ``align(x, generator=...)`` brings the clean image into its output's geometry, with the same
   random draws as ``forward`` given a generator in the same state, so full-reference quality can be
-  measured against ``A(x)`` as well as against ``x`` (formulas.md §3).
+  measured against ``A(x)`` as well as against ``x`` (docs/measures.md#defense).
 - ``replaces_metric`` (False): the defense is another version of the metric (a fine-tuned copy,
   ``robust_metric``); it also ``wraps_metric`` (its ``score`` is the replacement's), ``forward`` is the
   identity, ``defended_metric(metric)`` returns the replacement as a module (what an adaptive attack

@@ -1,6 +1,6 @@
 """Randomised smoothing by score bins (Cohen, Rosenfeld, Kolter, "Certified Adversarial Robustness via
 Randomized Smoothing", ICML 2019), the classification baseline the IQA certification work compares with
-(formulas.md §5): the score range is cut into ``bins`` classes, ``g(x) = argmax_c P(f(x + ε) ∈ bin c)``;
+(docs/measures.md#certified-defenses): the score range is cut into ``bins`` classes, ``g(x) = argmax_c P(f(x + ε) ∈ bin c)``;
 ``n0`` selection samples choose the top bin, ``n`` estimation samples give the Clopper–Pearson lower bound
 ``p̲_A`` of its probability at ``1 - alpha`` and the certified L2 radius ``R = σ Φ⁻¹(p̲_A)``; abstain if
 ``p̲_A ≤ ½``. The smoothed score is the centre of the top bin.

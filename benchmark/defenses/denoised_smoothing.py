@@ -1,4 +1,4 @@
-"""Denoised median smoothing (DMS, the "Stochastic BIQA" method), formulas.md §5:
+"""Denoised median smoothing (DMS, the "Stochastic BIQA" method), docs/measures.md#certified-defenses:
 ``G(x) = median_ε f(Den(clip01(x + ε)))`` with a convolutional denoiser ``Den`` trained on noisy images at
 the smoothing σ with a reconstruction loss plus a ranking loss on the metric's outputs
 (``python -m benchmark.training.denoiser``), so the smoothed metric keeps the rank order of the

@@ -1,5 +1,5 @@
 """DiffPure (Nie, Guo, Huang, Xiao, Vahdat, Anandkumar, "Diffusion Models for Adversarial Purification",
-ICML 2022), formulas.md §6: diffuse the image to ``t*``, ``x_t* = √ᾱ_t* x + √(1 - ᾱ_t*) ε`` (images in
+ICML 2022), docs/measures.md#diffpure: diffuse the image to ``t*``, ``x_t* = √ᾱ_t* x + √(1 - ᾱ_t*) ε`` (images in
 [-1, 1]), then run the reverse process from ``t*`` to 0 with a pretrained diffusion model.
 
 The model is a local directory in the ``diffusers`` format: ``unet/`` (a ``UNet2DModel``) and

@@ -1,5 +1,5 @@
 """Diffusion-denoised median smoothing: Carlini, Tramèr, Dvijotham, Rice, Sun, Kolter, "(Certified!!)
-Adversarial Robustness for Free!", ICLR 2023 (formulas.md §5, last bullet), as a regression certificate:
+Adversarial Robustness for Free!", ICLR 2023 (docs/measures.md#certified-defenses, last bullet), as a regression certificate:
 ``G(x) = median_ε f(Den_t*(x + ε))``, ``ε ~ N(0, σ²I)``, with the certified interval of median smoothing
 (the same order statistics, :func:`benchmark.certify.median_certificate`, for the same ``n``, ``sigma``,
 ``radius``, ``confidence``): the denoiser is part of the smoothed function.

@@ -4,7 +4,7 @@ Default: horizontal flip, always applied (``p = 1``); with ``p < 1`` it is stoch
 gives clean and attacked branches the same draw. Differentiable. It breaks the pixel alignment an
 attack relies on, and for the same reason costs purified quality measured against the clean image.
 It changes geometry: ``align`` flips the clean image the same way (same draws), so full-reference
-quality can also be measured against the mirrored clean image (formulas.md §3).
+quality can also be measured against the mirrored clean image (docs/measures.md#defense).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Median randomized smoothing of an IQA score with its certificate (Chiang et al., NeurIPS 2020; used on
-IQA by the "Stochastic BIQA" line of work), formulas.md §5.
+IQA by the "Stochastic BIQA" line of work), docs/measures.md#certified-defenses.
 
 ``G(x) = median_ε f(clip01(x + ε))``, ``ε ~ N(0, σ²I)``, estimated from ``n`` samples, with the certified
 interval ``[y_(q_l), y_(q_u)]`` for every L2 perturbation of norm ≤ ``radius`` at ``confidence``

@@ -5,7 +5,7 @@ Each image is cropped to ``scale`` of its height and width at a random position 
 generator (the runner gives the clean and the attacked branch the same draw) and resized back to its
 size (bilinear, differentiable). Default ``scale = 0.9``. Stochastic: evaluate it with EOT.
 It changes geometry: ``align`` crops and resizes the clean image at the same positions (same draws), so
-full-reference quality can also be measured against the cropped clean image (formulas.md §3).
+full-reference quality can also be measured against the cropped clean image (docs/measures.md#defense).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ ICLR 2018's randomisation defenses), via kornia: each image is rotated by an ang
 ``[-max_degrees, max_degrees]`` (the runner gives clean and attacked branches the same draw), reflect
 padding. Stochastic and differentiable. Default ``max_degrees = 10``. It changes geometry: ``align``
 rotates the clean image by the same angles (same draws), so full-reference quality can also be measured
-against the rotated clean image (formulas.md §3).
+against the rotated clean image (docs/measures.md#defense).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The metric contract: an ``nn.Module`` mapping B×3×H×W images in [0,1] to B scores.
 
 Capabilities are attributes: ``lower_better`` (direction), ``score_range`` ``(lo, hi)`` (so ``r = |hi - lo|``
-in formulas.md §1), ``differentiable`` (gradients flow to the input; when False the runner skips every
+in docs/measures.md#attacks-the-score-objective), ``differentiable`` (gradients flow to the input; when False the runner skips every
 attack that declares ``needs_gradient``, with the reason, and score-only attacks such as ``square`` still
 run), ``mode`` (``"NR"``).
 """
@@ -19,13 +19,13 @@ class Metric(nn.Module):
 
     @property
     def score_scale(self) -> float:
-        """``r = |hi - lo|`` of formulas.md §1."""
+        """``r = |hi - lo|`` of docs/measures.md#attacks-the-score-objective."""
         lo, hi = self.score_range
         return abs(float(hi) - float(lo))
 
     @property
     def sign(self) -> int:
-        """``-1`` for lower-is-better metrics, ``+1`` otherwise (formulas.md §1)."""
+        """``-1`` for lower-is-better metrics, ``+1`` otherwise (docs/measures.md#attacks-the-score-objective)."""
         return -1 if self.lower_better else 1
 
     def metadata(self) -> dict:

@@ -1,5 +1,5 @@
 """Certified-interval panels of the HTML report: for every cell of a certified (smoothing) defense, each image's
-certified interval ``[y_(q_l), y_(q_u)]`` of the clean image (formulas.md §5), its smoothed clean score
+certified interval ``[y_(q_l), y_(q_u)]`` of the clean image (docs/measures.md#certified-defenses), its smoothed clean score
 ``s_D`` and the smoothed score of the attacked image ``s'_D``, which the certificate guarantees to lie inside
 the interval only when the attack's L2 norm is at most the certified radius. Geometry is computed here, the
 template draws plain SVG (no plotting library, so the page stays self-contained and small)."""

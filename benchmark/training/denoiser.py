@@ -1,4 +1,4 @@
-"""Train the denoiser of denoised median smoothing (the "Stochastic BIQA" method, formulas.md §5).
+"""Train the denoiser of denoised median smoothing (the "Stochastic BIQA" method, docs/measures.md#certified-defenses).
 
     python -m benchmark.training.denoiser --metric default --sigma 0.12 --epochs 8 --out den.pt
     python -m benchmark.training.denoiser --metric cnniqa --metric-param weights=path/CNNIQA-LIVE ...
@@ -21,7 +21,7 @@ each image:
   interval, so this term narrows the certificate (the consistency regularisation of Jeong & Shin,
   NeurIPS 2020, on the score instead of class probabilities).
 - ``score_weight`` × ``mean(((f(Den(x̃)) - f(x)) / r)²)``: pulls the denoised score to the clean image's,
-  undoing the shift the noise causes (formulas.md §5).
+  undoing the shift the noise causes (docs/measures.md#certified-defenses).
 
 ``--init`` fine-tunes an earlier checkpoint (e.g. one trained with ``--rank-weight 0``, MSE alone).
 
