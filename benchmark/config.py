@@ -37,11 +37,12 @@ from .config_values import is_sequence_type as _is_sequence_type, join_key as _j
 from .config_values import label_text as _short, one_line as _one_line, path_exists
 from .config_values import same_value as _same, show as _show
 from .errors import ConfigError, ConfigErrors, MissingWeightsError
-from .executors import EXECUTORS
 from .params import MAX_IMAGE_SIDE
 from .registry import REGISTRIES, Registry, constructor_params, load_builtin_plugins, load_plugin_file
+from .store import run_name_problem
 
 SIZE_POLICIES = ("resize", "center_crop", "keep")
+EXECUTORS = ("local", "ray")   # what runs the stages (benchmark.executors.make_executor builds them)
 RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips",
             "dists", "attacked_images", "executor", "ray_address"}
 
@@ -331,22 +332,6 @@ def _checked_device(device: str, fname: str, key: str) -> str:
     if problem:
         raise ConfigError(problem, file=fname, key=key)
     return device
-
-
-def run_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a run directory's name (one safe path component), or None when it can."""
-    if not name or name in (".", ".."):
-        return "must not be empty, '.' or '..'"
-    bad = [c for c in ("/", "\\", "\0") if c in name] + [c for c in name if ord(c) < 32]
-    if bad or Path(name).is_absolute() or Path(name).name != name:
-        return f"must be a single folder name (no {', '.join(map(repr, bad or ['/']))})"
-    if name.startswith("-"):
-        return "must not start with '-'"
-    if not name.strip():
-        return "must not be blank"
-    if name != name.strip():
-        return "must not begin or end with white space"
-    return None
 
 
 def output_dir_problem(text: str) -> str | None:

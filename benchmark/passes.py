@@ -17,6 +17,7 @@ stage's counts are read, never once per attack step (no device synchronisation i
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,10 +88,14 @@ def counting() -> Iterator[StagePasses]:
         _current = previous
 
 
+_instrumented: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()   # metrics that carry the counting hook
+
+
 def instrument(metric: torch.nn.Module) -> torch.nn.Module:
     """Attach the counting hook to a built metric (once)."""
-    if getattr(metric, "_pass_hook", None) is None:
-        metric._pass_hook = metric.register_forward_hook(_on_forward)
+    if metric not in _instrumented:
+        metric.register_forward_hook(_on_forward)
+        _instrumented.add(metric)
     return metric
 
 
@@ -147,12 +152,12 @@ def stored_passes(path: Path) -> dict[str, int] | None:
     return json.loads(buf).get("model_passes")
 
 
-def write_passes(run_dir: Path, cells: list) -> dict[str, Any]:
-    """``<run>/passes.json``: each stored stage's passes next to its minimum, and totals per stage kind."""
-    from .runner import STAGES, stage_graph
+def write_passes(run_dir: Path, stages, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """``<run>/passes.json``: each stored stage's passes next to its minimum, and totals per stage kind.
 
+    ``stages``: the run's stage graph (:func:`benchmark.runner.stage_graph`), ``kinds`` its stage kinds."""
     store, rows = RunStore(run_dir), []
-    for st in stage_graph(cells, "cpu").values():
+    for st in stages:
         p = stored_passes(store.stage_path(st.kind, st.key))
         if p is None:  # not run, failed, or stored before passes were counted
             continue
@@ -160,7 +165,7 @@ def write_passes(run_dir: Path, cells: list) -> dict[str, Any]:
         rows.append({"stage": st.kind, "key": st.key, **st.cell.labels(), **p, "min_forward": 0 if baseline else
                      p["forward"] - p["repeat"], "min_backward": p["backward"]})
     totals: dict[str, dict[str, float]] = {}
-    for kind in (*STAGES, "all"):
+    for kind in (*kinds, "all"):
         sel = [r for r in rows if kind in ("all", r["stage"])]
         t = {k: sum(r[k] for r in sel) for k in ("forward", "backward", "min_forward", "min_backward")}
         t["forward_ratio"] = t["forward"] / t["min_forward"] if t["min_forward"] else None

@@ -21,7 +21,7 @@ cells that need it are skipped; everything else goes on.
 ``plan`` lists the cells, ``stage_graph`` the distinct stages with their dependencies and resources
 (the executors schedule by cell; ``passes`` reads the graph);
 the ``local`` executor runs cells in this process, the ``ray`` executor on a Ray cluster. Both call
-the same stage functions below (``_run_cell``, ``_stage``, ``_clean``, ``_attack``, ``_defend``).
+the same stage functions below (``run_cell``, ``_stage``, ``_clean``, ``_attack``, ``_defend``).
 """
 from __future__ import annotations
 
@@ -211,23 +211,49 @@ class Runner:
     # -- main loop ----------------------------------------------------------------------------
     def run(self, executor: Executor | None = None) -> int:
         """Run (or resume) the matrix with ``executor`` (default: in-process); returns the number of failed cells."""
-        from .executors.local import LocalExecutor
-
         cells = plan(self.cfg)
         write_manifest(self.store.root, self.cfg)
         atomic_write_json(self.store.root / "cells.json", [{**c.labels(), "keys": c.keys} for c in cells])
-        if (self.store.root / "skipped.json").is_file() and all(self._cell_done(c) for c in cells):
+        if (self.store.root / "skipped.json").is_file() and all(self.cell_done(c) for c in cells):
             # a finished run resumed: no dataset is loaded, no model built (skipped.json stays as written)
             log.info("all %d cells are already stored in %s; nothing to run", len(cells), self.store.root)
             return 0
         with logging_redirect_tqdm():
-            n_failed = (executor or LocalExecutor()).execute(self, cells)
+            n_failed = executor.execute(self, cells) if executor is not None else self.execute_here(cells)
         self.skipped += [i for i in self.nonfinite_items(cells) if i not in self.skipped]
         atomic_write_json(self.store.root / "skipped.json", self.skipped)
-        passes.write_passes(self.store.root, cells)
+        passes.write_passes(self.store.root, stage_graph(cells, "cpu").values(), STAGES)
         return n_failed
 
-    def _cell_done(self, c: Cell) -> bool:
+    def execute_here(self, cells: list[Cell]) -> int:
+        """Run every cell not yet stored in this process, dataset by dataset and metric by metric (the ``local``
+        executor); returns the number of failed cells."""
+        n_failed = 0
+        bar = tqdm(total=len(cells), desc="matrix", unit="cell", disable=not self.progress)
+        for ds in self.cfg.datasets:
+            ds_cells = [c for c in cells if c.dataset is ds]
+            try:
+                images = self.open_images(ds)
+            except Exception as exc:
+                n_failed += self.fail_cells(ds_cells, "dataset", exc, bar)
+                continue
+            for m in self.cfg.metrics:
+                m_cells = [c for c in ds_cells if c.metric is m]
+                if all(self.cell_done(c) for c in m_cells):
+                    bar.update(len(m_cells))
+                    continue
+                try:
+                    metric = self.build_metric(m)
+                except Exception as exc:
+                    n_failed += self.metric_unavailable(m, m_cells, exc, bar)
+                    continue
+                for cell in m_cells:
+                    n_failed += 0 if self.run_cell(cell, metric, images) else 1
+                    bar.update(1)
+        bar.close()
+        return n_failed
+
+    def cell_done(self, c: Cell) -> bool:
         return all(self.store.has(k, c.keys[k]) for k in STAGES)
 
     def metric_unavailable(self, spec: PluginSpec, cells: list[Cell], exc: Exception, bar) -> int:
@@ -239,7 +265,7 @@ class Runner:
                 self.skipped.append(item)
             bar.update(len(cells))
             return 0
-        return self._fail_cells(cells, "metric", exc, bar)
+        return self.fail_cells(cells, "metric", exc, bar)
 
     def nonfinite_items(self, cells: list[Cell]) -> list[dict[str, str]]:
         """skipped.json's entries for the images on which the metric returned NaN or infinity, read from the
@@ -262,7 +288,7 @@ class Runner:
                                   **{k: labels[k] for k in ("dataset",) + where[kind]}})
         return items
 
-    def _fail_cells(self, cells: list[Cell], what: str, exc: Exception, bar) -> int:
+    def fail_cells(self, cells: list[Cell], what: str, exc: Exception, bar) -> int:
         if (stop := run_stopping(exc)) is not None:  # the disk or the device: the run ends, nothing is recorded
             raise stop if stop is not exc else exc
         msg = f"{type(exc).__name__}: {exc}"
@@ -300,7 +326,7 @@ class Runner:
         """The (dataset, metric) pair's clean stage, computed or loaded; None when it failed."""
         return self._stage("clean", cell.keys["clean"], cell, lambda: self._clean(metric, images, cell.dataset))
 
-    def _run_cell(self, cell: Cell, metric, images) -> bool:
+    def run_cell(self, cell: Cell, metric, images) -> bool:
         reason = self.skip_reason(cell, metric)
         if reason is not None:
             self.skip_cell(cell, reason)

@@ -46,6 +46,22 @@ LOCK_NAME = ".lock"
 TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$|^.+\.parquet\.tmp$")
 
 
+def run_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a run directory's name (one safe path component), or None when it can."""
+    if not name or name in (".", ".."):
+        return "must not be empty, '.' or '..'"
+    bad = [c for c in ("/", "\\", "\0") if c in name] + [c for c in name if ord(c) < 32]
+    if bad or Path(name).is_absolute() or Path(name).name != name:
+        return f"must be a single folder name (no {', '.join(map(repr, bad or ['/']))})"
+    if name.startswith("-"):
+        return "must not start with '-'"
+    if not name.strip():
+        return "must not be blank"
+    if name != name.strip():
+        return "must not begin or end with white space"
+    return None
+
+
 def content_key(payload: dict[str, Any]) -> str:
     blob = json.dumps({"v": STAGE_VERSION, **payload}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -221,8 +237,6 @@ def open_run_dir(output_dir: Path, name: str, *, resume: bool = False, overwrite
     is not a run of this tool (see :func:`is_run_dir`), and a run another process holds (:class:`RunLocked`).
     ``resume`` wins over ``overwrite``: nothing is deleted when both are given.
     """
-    from .config import run_name_problem
-
     output_dir = Path(output_dir)
     run_dir = output_dir / name
     if (problem := run_name_problem(name)) is not None:

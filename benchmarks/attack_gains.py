@@ -31,6 +31,15 @@ from benchmark.cli import main as cli  # noqa: E402
 from benchmark.registry import number_text  # noqa: E402
 
 
+def budget_text(b: float) -> str:
+    """``8/255`` where a budget below 1 is k/255 (also when written as a decimal), else 4 significant digits."""
+    k = round(b * 255)
+    if 0 < b < 1 and abs(b * 255 - k) < 1e-6:
+        return f"{k}/255"
+    text = number_text(b)
+    return text if "/" in text or len(text) <= 6 else f"{b:.4g}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "attack_gains.toml")
@@ -57,7 +66,7 @@ def main() -> int:
         unit = units.get(r["attack"], "")
         n, p = int(r["n_images"]), passes.get(r["attack"], {})
         rows.append({"attack": r["attack"].split("(")[0], "setting": r["attack"],
-                     "budget": f"{number_text(float(r['budget']))} {BUDGET_UNITS[unit][0]}"
+                     "budget": f"{budget_text(float(r['budget']))} {BUDGET_UNITS[unit][0]}"
                      if unit in BUDGET_UNITS and pd.notna(r["budget"]) else "–",
                      "mean_linf_x255": round(r["linf_attack"] * 255, 2),
                      "psnr": round(r["psnr_attack"], 2), "ssim": round(r["ssim_attack"], 4),

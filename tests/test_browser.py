@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fgsm_pgd_tables, folder_config, write_image_folder
+from conftest import example_copy, fgsm_pgd_tables, folder_config, write_image_folder
 
 from benchmark.cli import main
 
@@ -215,7 +215,7 @@ def test_quickstart_report_from_a_copy_in_another_folder(pages, tmp_path):
     """The quickstart's report copied on its own elsewhere: its links resolve, its strips show the attack at
     native size (lossless, a 4× zoom) and following a worst attack's link shows its images."""
     browser, _, _ = pages
-    assert main(["run", str(ROOT / "examples" / "quickstart.toml"), "--output-dir", str(tmp_path / "runs"),
+    assert main(["run", str(example_copy(tmp_path) / "quickstart.toml"), "--output-dir", str(tmp_path / "runs"),
                  "--no-progress"]) == 0
     copy = tmp_path / "elsewhere" / "shared-report.html"
     copy.parent.mkdir()

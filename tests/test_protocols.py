@@ -192,8 +192,23 @@ def with_fixtures(protocol: Path, fixtures: Fixtures, out: Path) -> tuple[Path, 
     return out, replaced
 
 
+@pytest.fixture
+def torchvision_cache(tmp_path_factory, monkeypatch):
+    """torch hub's cache with the ImageNet ResNet-18 that pyiqa's PaQ-2-PiQ builds first (random weights in the
+    released key layout): offline, validate checks that file, as a user of stochastic_biqa.toml needs it."""
+    import torch
+    import torchvision
+
+    home = tmp_path_factory.mktemp("torch-home")
+    ckpt = home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), ckpt)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
 @pytest.mark.parametrize("name", PROTOCOLS)
-def test_protocol_validates_with_fixtures(name, fixtures, tmp_path, capsys):
+def test_protocol_validates_with_fixtures(name, fixtures, tmp_path, capsys, torchvision_cache):
     from benchmark.config import load_config
 
     protocol = ROOT / "examples" / name
@@ -249,6 +264,8 @@ def test_guardians_runs_every_guardians_attack():
     """Every Guardians attack is in the file, under its name in the header and as a table; zhang with DISTS;
     gradient attacks at the four L∞ categories of picked_presets_v1.csv; every defense built in that needs no
     file is there (those with files are optional)."""
+    import inspect
+
     from benchmark.registry import DEFENSES
 
     text = (ROOT / "examples" / "guardians.toml").read_text(encoding="utf-8")
@@ -267,8 +284,6 @@ def test_guardians_runs_every_guardians_attack():
     listed = {e["name"] for e in raw["defenses"]}
     with_files = {e["name"] for e in raw["defenses"] if set(e) & set(PATH_KEYS)}
     assert all(e.get("optional") for e in raw["defenses"] if e["name"] in with_files)
-    import inspect
-
     for name in DEFENSES.names():
         required = [p for p in inspect.signature(DEFENSES.get(name)).parameters.values()
                     if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD

@@ -114,6 +114,17 @@ class Broken(Defense):
     """Fails on purpose."""
     def forward(self, x, *, generator=None):
         raise RuntimeError("purifier exploded")
+
+
+from benchmark.metrics.base import Metric
+from benchmark.registry import METRICS
+
+
+@METRICS.register("broken_metric_for_test")
+class BrokenMetric(Metric):
+    """Builds (validate passes it) and fails when it scores, as a metric whose weights break at run time."""
+    def forward(self, x):
+        raise RuntimeError("metric exploded")
 ''')
     cfg = write_config(tmp_path, f"""
 [run]
@@ -128,8 +139,7 @@ limit = 3
 [[metrics]]
 name = "default"
 [[metrics]]
-name = "cnniqa"
-weights = "absent/CNNIQA-LIVE"
+name = "broken_metric_for_test"
 [[attacks]]
 name = "fgsm"
 adaptive = false
@@ -138,14 +148,11 @@ name = "identity"
 [[defenses]]
 name = "broken_for_test"
 """)
-    # a weights file that exists but is not a state dict: validation (which reads no weights) passes it
-    (tmp_path / "absent").mkdir()
-    (tmp_path / "absent" / "CNNIQA-LIVE").write_bytes(b"not a state dict")
     assert main(["run", str(cfg), "--no-progress"]) == 1
     run_dir = tmp_path / "runs" / "fails"
     errors = [json.loads(p.read_text()) for p in (run_dir / "errors").glob("*.json")]
     msgs = " ".join(e["error"] for e in errors)
-    assert "purifier exploded" in msgs and "absent/CNNIQA-LIVE" in msgs
+    assert "purifier exploded" in msgs and "metric exploded" in msgs
     rec = pd.read_csv(run_dir / "records.csv")
     assert set(rec["defense"]) == {"identity"} and set(rec["metric"]) == {"default"} and len(rec) == 3
     assert "purifier exploded" in (run_dir / "report.html").read_text()

@@ -20,7 +20,7 @@ from benchmark.config import load_config
 from benchmark.errors import DataError
 from benchmark.store import TOOL, atomic_write_text, is_run_dir
 
-from conftest import DEFAULT_FGSM_IDENTITY, folder_config, write_config
+from conftest import DEFAULT_FGSM_IDENTITY, write_config
 
 
 def tiny_config(tmp_path: Path, image_folder: Path, name_line: str, *, limit: int = 2, tables: str = "",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-EXECUTORS = ("local", "ray")
+from ..config import EXECUTORS
 
 
 def make_executor(name: str, **options: Any):

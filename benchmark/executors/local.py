@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
 if TYPE_CHECKING:
     from ..runner import Cell, Runner
 
@@ -19,28 +17,5 @@ class LocalExecutor:
     name = "local"
 
     def execute(self, runner: Runner, cells: list[Cell]) -> int:
-        """Run every cell not yet stored; returns the number of failed cells."""
-        n_failed = 0
-        bar = tqdm(total=len(cells), desc="matrix", unit="cell", disable=not runner.progress)
-        for ds in runner.cfg.datasets:
-            ds_cells = [c for c in cells if c.dataset is ds]
-            try:
-                images = runner.open_images(ds)
-            except Exception as exc:
-                n_failed += runner._fail_cells(ds_cells, "dataset", exc, bar)
-                continue
-            for m in runner.cfg.metrics:
-                m_cells = [c for c in ds_cells if c.metric is m]
-                if all(runner._cell_done(c) for c in m_cells):
-                    bar.update(len(m_cells))
-                    continue
-                try:
-                    metric = runner.build_metric(m)
-                except Exception as exc:
-                    n_failed += runner.metric_unavailable(m, m_cells, exc, bar)
-                    continue
-                for cell in m_cells:
-                    n_failed += 0 if runner._run_cell(cell, metric, images) else 1
-                    bar.update(1)
-        bar.close()
-        return n_failed
+        """Run every cell not yet stored in this process (:meth:`Runner.execute_here`); the failed-cell count."""
+        return runner.execute_here(cells)

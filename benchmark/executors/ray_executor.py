@@ -1,7 +1,7 @@
 """The ``ray`` executor: the matrix's independent stages on a Ray cluster (``run --executor ray``).
 
 Units of work are the ``clean`` stage of each (dataset, metric) pair, then each cell (attack, defended
-clean and defended attacked stages, through the runner's own ``_run_cell``). A cell is sent out once
+clean and defended attacked stages, through the runner's own ``run_cell``). A cell is sent out once
 its pair's clean scores are stored and none of the stages it still needs is being computed by another
 unit, so a shared stage (an attack reused by every defense, a defense's clean branch reused by every
 attack) is computed exactly once, as in the local executor.
@@ -165,7 +165,7 @@ class RayExecutor:
     # -- scheduling ---------------------------------------------------------------------------
     def execute(self, runner: Runner, cells: list[Cell]) -> int:
         ray = require_ray()
-        todo = [c for c in cells if not runner._cell_done(c)]
+        todo = [c for c in cells if not runner.cell_done(c)]
         self._stored = {c.keys[k] for c in cells for k in STAGES if runner.store.has(k, c.keys[k])}
         jobs = self._jobs(todo, self._stored)
         bar = tqdm(total=len(cells), desc="matrix (ray)", unit="cell", disable=not runner.progress)
@@ -277,7 +277,7 @@ class RayExecutor:
             same = (lambda j: j.group[0] == job.group[0]) if err["what"] == "dataset" else (lambda j: j.group == job.group)
             cells = job.cells + self._drop(jobs, same)
             if err["what"] == "dataset":
-                return runner._fail_cells(cells, "dataset", exc, bar)
+                return runner.fail_cells(cells, "dataset", exc, bar)
             return runner.metric_unavailable(job.unit.cell.metric, cells, exc, bar)
         bar.update(len(job.cells))
         return 0 if out["ok"] or not job.cells else len(job.cells)
@@ -286,7 +286,7 @@ class RayExecutor:
         """A unit that failed outside the stage code after every retry: its cells (all its pair's for a
         clean unit) are recorded as failed."""
         cells = job.cells or self._drop(jobs, lambda j: j.group == job.group)
-        return runner._fail_cells(cells, "worker", exc, bar) if cells else 0
+        return runner.fail_cells(cells, "worker", exc, bar) if cells else 0
 
     @staticmethod
     def _drop(jobs: list[_Job], which) -> list[Cell]:

@@ -1,7 +1,7 @@
 """The worker side of a distributed executor: runs one unit of stages and returns what it stored.
 
 A worker keeps the last dataset's image list (:class:`~benchmark.source.ImageSource`) and the last metric built, so consecutive units of the same
-(dataset, metric) pair load nothing again. It runs the runner's own stage functions (``_run_cell``,
+(dataset, metric) pair load nothing again. It runs the runner's own stage functions (``run_cell``,
 ``_stage``, ``_clean``, ...) against a :class:`BufferStore`: the stages the driver already holds are
 read from what it sent, and every stage the unit computes (records, errors) is kept in memory and returned, so the driver writes them through its ``RunStore``. No worker writes into the
 run directory, which therefore need not be shared between nodes (attacked images are read and written one
@@ -138,7 +138,7 @@ class StageWorker:
                 if unit.kind == "clean":
                     out["ok"] = runner.clean_stage(cell, metric, images) is not None
                 else:
-                    out["ok"] = bool(runner._run_cell(cell, metric, images))
+                    out["ok"] = bool(runner.run_cell(cell, metric, images))
         store.files.flush()
         out.update(saved=store.saved, errors=store.new_errors, failed=runner.failed, skipped=runner.skipped)
         return out

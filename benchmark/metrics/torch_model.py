@@ -46,6 +46,9 @@ class _Wrapped(Metric):
 
     def __init__(self, net: torch.nn.Module, lower_better: bool, score_range: tuple[float, float]):
         expect_range({"score_range": score_range}, "score_range")
+        if not isinstance(net, torch.nn.Module):
+            raise ConfigError(f"the model must be a torch.nn.Module (its factory or file gave a {type(net).__name__})",
+                              key="factory")
         super().__init__()
         self.net = net.eval()
         self.lower_better, self.score_range = lower_better, tuple(score_range)

@@ -38,8 +38,7 @@ from . import plots
 from .format import defense_flags, fmt, header, rank_text, value_cell
 from .html import template_env
 from .protocol import differences, load_plugin_files, plugin_keys, protocol
-from .ranking import QUALITY_COLUMNS, defense_rows, first_present, indicative, rank_defenses, rule_text, \
-    with_values
+from .ranking import defense_rows, indicative, rank_defenses, rule_text, with_values
 from .runinfo import attach_baseline, attach_direction, complete_summary, load_manifest, measures_link, \
     provenance_text
 from .sections import INTERVALS, verdict

@@ -11,7 +11,7 @@ import pandas as pd
 from ..schema import GROUPS, column
 from . import plots
 from .format import as_float, defense_flags, fmt, header, rank_text, value_cell, with_interval
-from .ranking import EASIER, PSNR_COLUMNS, QUALITY_COLUMNS, coalesce, defense_rows, first_present, indicative, \
+from .ranking import EASIER, PSNR_COLUMNS, QUALITY_COLUMNS, defense_rows, first_present, indicative, \
     not_separable_groups, rank_defenses, with_values
 
 # Columns of the compact table by group; the first present of a tuple is shown (aligned before unaligned).

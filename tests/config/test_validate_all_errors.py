@@ -158,7 +158,7 @@ sigma_color = 1e-300
         assert "does not match the official architecture: missing keys" in line_for(lines, "metrics[5].weights")
         assert "is not a TorchScript file" in line_for(lines, "metrics[6].path")
         assert "payload.pt pickles Python objects" in line_for(lines, "metrics[7].weights")
-        assert "'int' object has no attribute 'eval'" in line_for(lines, "metrics[8]")
+        assert "must be a torch.nn.Module (its factory or file gave a int)" in line_for(lines, "metrics[8].factory")
         if musiq_status == "missing":  # pyiqa's own message: the URL and where to put the file
             musiq = line_for(lines, "metrics[9].metric")
             assert f"weights file not found: {musiq_file}" in musiq and "download https://" in musiq

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.registry import DATASETS
 
 from conftest import write_config
 from contract_helpers import build, builtin, required
