@@ -152,7 +152,9 @@ def example_copy(tmp_path: Path, *names: str) -> Path:
     import shutil
 
     dst = tmp_path / "examples"
-    shutil.copytree(ROOT / "examples", dst, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    shutil.copytree(ROOT / "examples", dst, ignore=shutil.ignore_patterns("models", "__pycache__", "*.py"))
+    for plugin in (ROOT / "examples").glob("*.py"):  # linked: the same plugin file, registered once per process
+        (dst / plugin.name).symlink_to(plugin)
     (dst / "models").mkdir()
     for name, src in (("CNNIQA-LIVE", CNNIQA_WEIGHTS), ("niqe_modelparameters.mat",
                                                        SHARED / "models" / "niqe-live" / "niqe_modelparameters.mat")):

@@ -178,3 +178,48 @@ def test_the_schema_names_the_per_image_means_of_the_summary():
     records = pd.DataFrame({c: [1.0, 2.0] for c in per_image + ["psnr_def_adv_aligned", "score", "cert_lo_clean"]})
     means = record_means(records)
     assert sorted(means) == sorted(per_image) and set(means.values()) == {1.5}
+
+
+def runtime_imports(name: str) -> set[str]:
+    """The package modules ``name`` imports when it runs, at any depth (function-level imports included), leaving
+    out imports only for type checkers (``if TYPE_CHECKING:``) and a submodule's import of its own parent
+    package (always initialised first)."""
+    tree, _ = MODULES[name]
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+    lines = {n.lineno for n in ast.walk(tree) if id(n) in typing_only and hasattr(n, "lineno")}
+    return {imported for imported, _, line in imports(name) if imported in MODULES and imported != name
+            and line not in lines and not name.startswith(imported + ".")}
+
+
+def test_no_import_cycle_function_level_imports_included():
+    graph = {m: runtime_imports(m) for m in MODULES}
+    state: dict[str, int] = {}   # 1 on the current path, 2 done
+    cycles: list[list[str]] = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(path[path.index(n):] + [n] if n in path else [m, n])
+            elif n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_module_reaches_into_another_objects_private_attributes():
+    """``obj._name`` only on ``self``/``cls``: executors call the runner's public methods, helpers keep their own
+    state (third-party modules' private attributes, e.g. Ray's, are outside this package's contract)."""
+    third_party = {"ray", "torch", "np", "pd", "pyiqa", "kornia", "sys", "os"}
+    found = []
+    for name, (tree, _) in MODULES.items():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls", *third_party})):
+                found.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    assert found == []

@@ -19,34 +19,22 @@ from __future__ import annotations
 
 import torch
 
-from ..params import MAX_STEPS, within
 from ..registry import ATTACKS
-from .base import Attack, Direction, project_linf
+from .base import Direction
+from .mifgsm import MIFGSM
 
 
 @ATTACKS.register("amifgsm")
-class AMIFGSM(Attack):
+class AMIFGSM(MIFGSM):
     """AMI-FGSM (MSU benchmark): momentum on raw gradients, signed steps of eps/steps, L∞ ball."""
 
-    threat_model = "linf"
     budget_unit = "linf"
 
     def __init__(self, eps: float = 10 / 255, steps: int = 10, alpha: float | None = None, decay: float = 1.0,
                  direction: Direction = "increase"):
-        super().__init__(direction)
-        within("eps", eps, 0, 1, lo_open=True)
-        within("steps", steps, 1, MAX_STEPS, integer=True)
-        if alpha is not None:
-            within("alpha", alpha, 0, 1, lo_open=True)  # the step size (L∞)
-        within("decay", decay, 0, 10.0)
-        self.eps, self.steps, self.decay = eps, steps, decay
-        self.alpha = alpha if alpha is not None else eps / steps
+        super().__init__(eps=eps, steps=steps, alpha=alpha, decay=decay, direction=direction)
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
-        adv, g = x.clone(), torch.zeros_like(x)
-        for _ in range(self.steps):
-            grad, _ = self.gradient(model, adv)
-            g = self.decay * g + grad
-            adv = project_linf(adv + self.alpha * g.sign(), x, self.eps).detach()
-        return self.finish(adv, x)
+    @staticmethod
+    def momentum_term(grad: torch.Tensor) -> torch.Tensor:
+        """The raw gradient (the MSU loop accumulates it unnormalised)."""
+        return grad

@@ -35,6 +35,11 @@ class MIFGSM(Attack):
         adv, g = x.clone(), torch.zeros_like(x)
         for _ in range(self.steps):
             grad, _ = self.gradient(model, adv)
-            g = self.decay * g + grad / grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            g = self.decay * g + self.momentum_term(grad)
             adv = project_linf(adv + self.alpha * g.sign(), x, self.eps).detach()
-        return adv
+        return self.finish(adv, x)
+
+    @staticmethod
+    def momentum_term(grad: torch.Tensor) -> torch.Tensor:
+        """What each step adds to the momentum: the gradient normalised by its L1 norm (Dong et al.)."""
+        return grad / grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1, 1)

@@ -23,8 +23,13 @@ attribute, never the harness a name):
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
+
+from ..params import expect_file
 
 
 class Defense(nn.Module):
@@ -82,3 +87,14 @@ class GeometricDefense(Defense):
 
     def align(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.apply(x, self.draw(x, generator))
+
+
+class CheckpointDefense(Defense):
+    """A defense whose network is loaded from a local checkpoint, the parameter ``weights``: ``validate`` checks
+    that the file exists (and the deep check opens it) before any work."""
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
+        expect_file(params, "weights")
+        return params
+

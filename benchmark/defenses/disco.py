@@ -30,7 +30,6 @@ checkpoint is bounded, so a crafted file cannot make loading allocate without li
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +37,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..metrics.checkpoints import freeze, load_strict, unwrap
-from ..params import expect_file
 from ..registry import DEFENSES
 from ..weights import CheckpointError, load_checkpoint
-from .base import Defense
+from .base import CheckpointDefense
 
 FILE = "disco_pgd.pth"
 URL = "https://titan.gml-team.ru:5003/fsdownload/zBJ7GXlz0/disco_pgd.pth"
@@ -200,13 +198,8 @@ def bounded(spec: dict, path: Path) -> LIIF:
 
 
 @DEFENSES.register("disco")
-class DISCOPurifier(Defense):
+class DISCOPurifier(CheckpointDefense):
     """DISCO (Ho & Vasconcelos, NeurIPS 2022): a local implicit function re-renders the image at its own size."""
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
-        expect_file(params, "weights")
-        return params
 
     def __init__(self, weights: Path):
         super().__init__()

@@ -7,24 +7,17 @@ missing, corrupt or foreign file is one error naming it: :func:`.denoiser.load_f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..params import expect_file
 from ..registry import DEFENSES
-from .base import Defense
+from .base import CheckpointDefense
 from .denoiser import load_frozen_denoiser
 
 
 @DEFENSES.register("dncnn")
-class DnCNNPurifier(Defense):
+class DnCNNPurifier(CheckpointDefense):
     """DnCNN-style learned denoiser (Zhang et al., TIP 2017) from a checkpoint of benchmark.training.denoiser."""
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
-        expect_file(params, "weights")
-        return params
 
     def __init__(self, weights: Path):
         super().__init__()

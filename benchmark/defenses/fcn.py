@@ -22,17 +22,15 @@ Differentiable, deterministic, any input size, batch inference on the input's de
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from ..metrics.checkpoints import freeze, load_strict, unwrap
-from ..params import expect_file
 from ..registry import DEFENSES
 from ..weights import CheckpointError, load_checkpoint, save_checkpoint
-from .base import Defense
+from .base import CheckpointDefense
 
 FILE = "fcn_mse.pth"
 URL = "https://titan.gml-team.ru:5003/fsdownload/vbKqFGe3o/fcn_mse.pth"
@@ -75,13 +73,8 @@ def load_fcn(path: Path, key: str = "weights") -> tuple[FCN, dict]:
 
 
 @DEFENSES.register("fcn")
-class FCNFilter(Defense):
+class FCNFilter(CheckpointDefense):
     """The purification study's FCN filter (3 convolutions, instance norm, tanh) from ``fcn_mse.pth``."""
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
-        expect_file(params, "weights")
-        return params
 
     def __init__(self, weights: Path):
         super().__init__()

@@ -25,7 +25,6 @@ compares this module with outputs recorded from it, not with a copy of it (tests
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +32,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..metrics.checkpoints import freeze, load_strict, strip_prefixes, unwrap
-from ..params import expect_file
 from ..registry import DEFENSES
 from ..weights import CheckpointError, load_checkpoint
-from .base import Defense
+from .base import CheckpointDefense
 
 FILE = "model_denoising.pth"
 URL = "https://drive.google.com/file/d/1LODPt9kYmxwU98g96UrRA0_Eh5HYcsRw/view"
@@ -221,13 +219,8 @@ def restore(net: nn.Module, x: torch.Tensor, multiple: int = MULTIPLE) -> torch.
 
 
 @DEFENSES.register("mprnet")
-class MPRNetPurifier(Defense):
+class MPRNetPurifier(CheckpointDefense):
     """MPRNet denoising (Zamir et al., CVPR 2021), released ``model_denoising.pth``; pads to a multiple of 8."""
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
-        expect_file(params, "weights")
-        return params
 
     def __init__(self, weights: Path):
         super().__init__()

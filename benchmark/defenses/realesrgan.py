@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +37,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..metrics.checkpoints import freeze, load_strict, strip_prefixes, unwrap
-from ..params import expect_file
 from ..registry import DEFENSES
 from ..weights import CheckpointError, load_checkpoint
-from .base import Defense
+from .base import CheckpointDefense
 
 FILE = "RealESRGAN_x4plus.pth"
 URL = "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"
@@ -121,13 +119,8 @@ def lanczos4_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 @DEFENSES.register("realesrgan")
-class RealESRGANPurifier(Defense):
+class RealESRGANPurifier(CheckpointDefense):
     """Real-ESRGAN x4plus (Wang et al., ICCVW 2021): super-resolve ×4, Lanczos-4 back to the input size."""
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
-        expect_file(params, "weights")
-        return params
 
     def __init__(self, weights: Path, downscale_first: bool = False):
         super().__init__()

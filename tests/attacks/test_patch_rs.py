@@ -5,32 +5,13 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_images
+from attack_helpers import counted_model, one_thread, photos  # noqa: F401  (one_thread: a fixture)
 
 from benchmark import passes
 from benchmark.attacks.patch_rs import PatchRS
 from benchmark.images import quantize_8bit
-from benchmark.metrics.default_model import DefaultModel
 
-
-def photos(n: int = 4, size: int = 64) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(a).permute(2, 0, 1).float() / 255 for _, a, _ in tiny_images(n, size)])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A query attack scores small batches one after another: one thread each (no contention on shared cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def counted_model():
-    model = DefaultModel().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return passes.instrument(model)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("direction", ["increase", "decrease"])
