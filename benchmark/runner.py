@@ -310,7 +310,7 @@ class Runner:
         """Why a cell cannot run by construction (a skip with its reason, not a failure), or None."""
         if cell.attack.cls.needs_gradient and not metric.differentiable:
             return f"{cell.attack.label} needs gradients and metric {cell.metric.label} declares differentiable = False"
-        if getattr(cell.defense.cls, "replaces_metric", False):  # a fine-tuned metric: only for its base metric
+        if cell.defense.cls.replaces_metric:  # a fine-tuned metric: only for its base metric
             return cell.defense.build().metric_problem(cell.metric)
         return None
 
@@ -402,7 +402,7 @@ class Runner:
         meta = {"threat_model": attack.threat_model, "adaptive": cell.attack.adaptive, "budget": attack.budget,
                 "budget_unit": attack.budget_unit,
                 # the EOT draws used: K for a stochastic defense, 1 for a deterministic one, 0 when not adaptive
-                "eot_samples": (cell.attack.eot_samples if getattr(defense(), "stochastic", False) else 1)
+                "eot_samples": (cell.attack.eot_samples if defense().stochastic else 1)
                 if cell.attack.adaptive else 0, "image_format": fmt}
         return {"records": rows, "attack_meta": meta}
 
@@ -473,7 +473,7 @@ class Runner:
         if attack is None and shared is None:
             self.store.save("def_quality", cell.keys["def_quality"], {"records": measured, **cell.labels()})
         meta = {"stochastic": bool(defense.stochastic), "differentiable": bool(defense.differentiable),
-                "certified": bool(defense.wraps_metric and not getattr(defense, "replaces_metric", False)),
+                "certified": bool(defense.wraps_metric and not defense.replaces_metric),
                 "baseline": bool(defense.baseline),
                 "changes_geometry": bool(defense.changes_geometry)}
         return {"records": rows, "defense_meta": meta}

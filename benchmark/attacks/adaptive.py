@@ -35,17 +35,17 @@ class DefendedMetric(Metric):
         super().__init__()
         if eot_samples < 1:
             raise ValueError(f"eot_samples must be >= 1, got {eot_samples}")
-        if getattr(defense, "replaces_metric", False):  # a fine-tuned metric (robust_metric): attack it, not f
+        if defense.replaces_metric:  # a fine-tuned metric (robust_metric): attack it, not f
             metric = defense.defended_metric(metric)
         self.metric, self.defense, self.eot_samples = metric, defense, eot_samples
         self.generator = generator
         self.lower_better, self.score_range = metric.lower_better, metric.score_range
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.eot_samples if getattr(self.defense, "stochastic", False) else 1
+        k = self.eot_samples if self.defense.stochastic else 1
         total = 0.0
         for _ in range(k):
-            if getattr(self.defense, "differentiable", True):
+            if self.defense.differentiable:
                 y = self.defense(x, generator=self.generator)
             else:
                 y = bpda(self.defense, x, self.generator)
