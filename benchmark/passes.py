@@ -40,6 +40,8 @@ _weights: dict[tuple[int, str], torch.Tensor] = {}  # one entry: the last (size,
 class StagePasses:
     forward: int = 0
     backward: int = 0
+    defense: int = 0    # images through the defense's forward
+    decodes: int = 0    # stored attacked images decoded
     _repeat: int = field(default=0, repr=False)
     _seen: set[int] = field(default_factory=set, repr=False)
     # per forward pass, in order: its images' fingerprints (on the metric's device) and whether it had a gradient
@@ -71,7 +73,8 @@ class StagePasses:
         return self._repeat
 
     def as_dict(self) -> dict[str, int]:
-        return {"forward": self.forward, "backward": self.backward, "repeat": self.repeat}
+        return {"forward": self.forward, "backward": self.backward, "repeat": self.repeat, "defense": self.defense,
+                "decodes": self.decodes}
 
 
 _current: StagePasses | None = None
@@ -97,6 +100,25 @@ def instrument(metric: torch.nn.Module) -> torch.nn.Module:
         metric.register_forward_hook(_on_forward)
         _instrumented.add(metric)
     return metric
+
+
+def instrument_defense(defense: torch.nn.Module) -> torch.nn.Module:
+    """Attach the hook that counts the images a built defense's ``forward`` purifies (once)."""
+    if defense not in _instrumented:
+        defense.register_forward_hook(_on_defense)
+        _instrumented.add(defense)
+    return defense
+
+
+def _on_defense(module, args, output) -> None:
+    if _current is not None and args and torch.is_tensor(args[0]) and args[0].dim() == 4:
+        _current.defense += args[0].shape[0]
+
+
+def count_decode(n: int = 1) -> None:
+    """A stage decoded ``n`` stored images."""
+    if _current is not None:
+        _current.decodes += n
 
 
 def fingerprint(x: torch.Tensor) -> torch.Tensor:
@@ -155,22 +177,40 @@ def stored_passes(path: Path) -> dict[str, int] | None:
 def write_passes(run_dir: Path, stages, kinds: tuple[str, ...]) -> dict[str, Any]:
     """``<run>/passes.json``: each stored stage's passes next to its minimum, and totals per stage kind.
 
-    ``stages``: the run's stage graph (:func:`benchmark.runner.stage_graph`), ``kinds`` its stage kinds."""
-    store, rows = RunStore(run_dir), []
+    ``stages``: the run's stage graph (:func:`benchmark.stages.graph.stage_graph`), ``kinds`` its stage kinds.
+    Counted per stage: images through the metric (``forward``, ``backward``, ``repeat``), through the defense's
+    forward (``defense``) and stored attacked images decoded (``decodes``). The minimum forward passes are the
+    stage's forward passes less its repeats (none for a defense stage of a ``baseline`` defense); the minimum
+    defense passes are one per image for ``def_quality`` (D(x), shared by every metric) and ``def_adv`` (D(x')),
+    none for ``def_clean``, which scores the stored D(x); the minimum decodes are one per image of each attack
+    for all the defenses that read it."""
+    store, rows, first_read = RunStore(run_dir), [], set()
     for st in stages:
         p = stored_passes(store.stage_path(st.kind, st.key))
         if p is None:  # not run, failed, or stored before passes were counted
             continue
         baseline = st.kind.startswith("def_") and bool(st.cell.defense.cls.baseline)
-        rows.append({"stage": st.kind, "key": st.key, **st.cell.labels(), **p, "min_forward": 0 if baseline else
-                     p["forward"] - p["repeat"], "min_backward": p["backward"]})
+        n = p.get("images", 0)
+        reads = st.deps.get("attack") if st.kind == "def_adv" else None
+        min_decodes = n if reads is not None and reads not in first_read else 0
+        if reads is not None:
+            first_read.add(reads)
+        rows.append({"stage": st.kind, "key": st.key, **st.cell.labels(), "defense_passes": p.get("defense", 0),
+                     **{k: v for k, v in p.items() if k != "defense"},
+                     "min_forward": 0 if baseline else p["forward"] - p["repeat"], "min_backward": p["backward"],
+                     "min_defense": p.get("defense", 0) if st.kind != "def_clean" else 0,
+                     "min_decodes": min_decodes})
     totals: dict[str, dict[str, float]] = {}
+    counted = ("forward", "backward", "defense_passes", "decodes", "min_forward", "min_backward", "min_defense",
+               "min_decodes")
     for kind in (*kinds, "all"):
         sel = [r for r in rows if kind in ("all", r["stage"])]
-        t = {k: sum(r[k] for r in sel) for k in ("forward", "backward", "min_forward", "min_backward")}
-        t["forward_ratio"] = t["forward"] / t["min_forward"] if t["min_forward"] else None
-        t["backward_ratio"] = t["backward"] / t["min_backward"] if t["min_backward"] else None
+        t = {k: sum(r.get(k, 0) for r in sel) for k in counted}
+        for what, low in (("forward", "min_forward"), ("backward", "min_backward"),
+                          ("defense_passes", "min_defense"), ("decodes", "min_decodes")):
+            t[f"{what.split('_')[0]}_ratio"] = t[what] / t[low] if t[low] else None
         totals[kind] = {"stages": len(sel), **t}
-    out = {"unit": "images through the metric", "totals": totals, "stages": rows}
+    out = {"unit": "images (through the metric, through the defense, decoded from the store)", "totals": totals,
+           "stages": rows}
     atomic_write_json(Path(run_dir) / "passes.json", out)
     return out

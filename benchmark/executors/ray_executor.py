@@ -1,23 +1,21 @@
 """The ``ray`` executor: the matrix's independent stages on a Ray cluster (``run --executor ray``).
 
-Units of work are the ``clean`` stage of each (dataset, metric) pair, then each cell (attack, defended
-clean and defended attacked stages, through the runner's own ``run_cell``). A cell is sent out once
-its pair's clean scores are stored and none of the stages it still needs is being computed by another
-unit, so a shared stage (an attack reused by every defense, a defense's clean branch reused by every
-attack) is computed exactly once, as in the local executor.
-
-Units run on a pool of actors (:class:`~benchmark.executors.worker.StageWorker`), each holding
-``num_cpus`` CPUs (and one GPU when ``run.device`` is CUDA) and keeping its last metric and dataset
-loaded; a unit goes preferably to an actor that already holds its pair. Workers return records, which
-the driver writes through the run's ``RunStore``; attacked images are read and written one at a time
-through a :class:`~benchmark.executors.worker.StageFiles` actor pinned to the driver's node (no CPU
-requested), so the run directory lives on the driver only and no process holds a stage's images. A worker process that dies is restarted (``max_restarts``) and its unit retried
-(``max_task_retries``, and ``retry_exceptions`` for errors outside the stage code, which records its
-own failures as the local executor does); a unit that still fails is recorded as failed.
-Seeds are content-keyed, so the records equal the local executor's for the same config: bit for bit
-when the local run uses as many torch threads as a worker (``cpus_per_worker``, 1), otherwise within
-float32 rounding (sums in another order). Unlike the local executor, the clean stage of a pair is
-computed even when every cell of the pair is skipped by capability (it costs one forward per image).
+Every stage of the stage graph (:mod:`benchmark.stages.graph`) is one task on a pool of actors
+(:class:`~benchmark.executors.worker.StageWorker`), sent out as soon as the stages it reads are settled, so
+independent stages, of one cell too (its ``attack`` and its defense's ``def_quality``, the ``def_adv`` stages of
+one attack), run in parallel, and a stage shared by several cells (an attack reused by every defense, D(x) reused
+by every metric) is computed exactly once, as in the local executor. Each actor holds a stage's resources
+(``num_cpus`` CPUs, and one GPU when ``run.device`` is CUDA) and keeps datasets, metrics and defenses built across
+the stages it runs; a stage goes preferably to an actor whose last stage shared its dataset, metric and attack
+(decoded attacked images stay in its memory). Workers return each stage's outcome and the driver records it
+through the run's runner (the one writer); image files are read and written one at a time through a
+:class:`~benchmark.executors.worker.StageFiles` actor pinned to the driver's node (no CPU requested), so the run
+directory lives on the driver only. A worker process that dies is restarted (``max_restarts``) and its stage
+retried (``max_task_retries``, ``retry_exceptions``); a stage that still fails is recorded as failed. Seeds are
+content-keyed, so the records equal the local executor's for the same config: bit for bit when the local run uses
+as many torch threads as a worker (``cpus_per_worker``, 1), otherwise within float32 rounding (sums in another
+order). ``RayExecutor.trace`` lists when each stage started and ended on the driver's clock (it is not stored:
+records never depend on timing).
 
 Without an address (``--address``, ``RAY_ADDRESS``) and without a cluster that ``ray start`` started on this
 machine, the executor starts a Ray instance of its own. Ray ≥ 2.60 then enables token authentication and,
@@ -32,20 +30,22 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from ..errors import BenchmarkError, MissingWeightsError
-from ..runner import STAGES, stage_resources
+from ..errors import BenchmarkError
+from ..errors import run_stopping
+from ..runner import Outcome
+from ..stages.graph import stage_resources
 from .ray_cluster import AUTH_VARS, environ
-from .worker import StageFiles, StageWorker, Unit, spec_key
+from .worker import StageFiles, StageWorker
 
 if TYPE_CHECKING:
-    from ..runner import Cell, Runner
+    from ..runner import Cell, Runner, Stage
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "the ray executor needs Ray: pip install -e '.[ray]'"
@@ -58,14 +58,6 @@ def require_ray():
     except ImportError:
         raise BenchmarkError(INSTALL_HINT) from None
     return ray
-
-
-def remote_exception(err: dict[str, Any]) -> Exception:
-    """A worker's setup error as the driver reports it: same type name and message as in-process."""
-    cls = MissingWeightsError if err["missing_weights"] else type(err["type"], (Exception,), {})
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, err["message"])
-    return exc
 
 
 class RemoteFiles:
@@ -96,14 +88,6 @@ class RemoteFiles:
 
     def __setstate__(self, state):
         self.server, self.pending = state["server"], []
-
-
-@dataclass
-class _Job:
-    unit: Unit
-    cells: list  # the cells it finishes (none for a clean unit)
-    group: tuple[str, str]
-    claims: set[str] = field(default_factory=set)
 
 
 class RayExecutor:
@@ -163,134 +147,101 @@ class RayExecutor:
                                               max_restarts=-1, max_task_retries=3).remote(str(runner.store.root))
 
     # -- scheduling ---------------------------------------------------------------------------
-    def execute(self, runner: Runner, cells: list[Cell]) -> int:
+    def execute(self, runner: Runner, graph: dict[str, Stage], cells: list[Cell]) -> None:
         ray = require_ray()
-        todo = [c for c in cells if not runner.cell_done(c)]
-        self._stored = {c.keys[k] for c in cells for k in STAGES if runner.store.has(k, c.keys[k])}
-        jobs = self._jobs(todo, self._stored)
+        todo = {k: st for k, st in graph.items() if not runner.store.has(st.kind, k)}
         bar = tqdm(total=len(cells), desc="matrix (ray)", unit="cell", disable=not runner.progress)
-        bar.update(len(cells) - len(todo))
-        if not jobs:
-            bar.close()
-            return 0
-        with ExitStack() as stack:  # what connecting changed, undone when the run ends however it ends
-            self._connect(ray, stack)
-            return self._schedule(ray, runner, jobs, bar)
-
-    def _schedule(self, ray, runner: Runner, jobs: list[_Job], bar) -> int:
-        """Run ``jobs`` on a pool of actors until every one is done; returns the failed-cell count."""
-        actors: list = []
+        waiting: dict[str, list[Cell]] = {}
+        for c in cells:
+            for key in c.keys.values():
+                if key in todo:
+                    waiting.setdefault(key, []).append(c)
+        bar.update(sum(1 for c in cells if all(k not in todo for k in c.keys.values())))
         try:
-            self._files = RemoteFiles(self._file_server(ray, runner))
-            make, n = self._actors(ray, runner, len(jobs))
+            if todo:
+                with ExitStack() as stack:  # what connecting changed, undone when the run ends however it ends
+                    self._connect(ray, stack)
+                    self._schedule(ray, runner, todo, waiting, bar)
+        finally:
+            bar.close()
+
+    def _schedule(self, ray, runner: Runner, todo: dict[str, Stage], waiting: dict[str, list[Cell]], bar) -> None:
+        """Run the stages of ``todo`` on a pool of actors, each as soon as the stages it reads are settled."""
+        actors: list = []
+        pending = dict(todo)     # not yet sent out, in the graph's order
+        self.trace = []
+        try:
+            files = RemoteFiles(self._file_server(ray, runner))
+            make, n = self._actors(ray, runner, len(todo))
             actors = [make() for _ in range(n)]
-            held: list[tuple[str, str] | None] = [None] * n  # the (dataset, metric) pair each actor last ran
-            flight: dict[Any, tuple[int, _Job]] = {}
-            claimed: set[str] = set()
-            n_failed = 0
-            while jobs or flight:
+            held: list[tuple | None] = [None] * n   # the (dataset, metric, attack) of each actor's last stage
+            flight: dict[Any, tuple[int, Stage]] = {}
+            while pending or flight:
                 busy = {i for i, _ in flight.values()}
                 for i in (i for i in range(n) if i not in busy):
-                    job = self._pick(jobs, held[i], runner, claimed)
-                    if job is None:
+                    stage = self._pick(pending, held[i], runner, waiting, bar)
+                    if stage is None:
                         break
-                    jobs.remove(job)
-                    job.claims = self._fill(job, runner)
-                    claimed |= job.claims
-                    flight[actors[i].run.options(retry_exceptions=True).remote(job.unit)] = (i, job)
-                    held[i] = job.group
+                    del pending[stage.key]
+                    records = {(k, key): runner.store.load(k, key) for k, key in stage.deps.items()}
+                    flight[actors[i].run.options(retry_exceptions=True).remote(stage, records, files)] = (i, stage)
+                    held[i] = self._locality(stage)
+                    self.trace.append(("start", stage.kind, stage.key, time.monotonic()))
                 if not flight:
-                    raise RuntimeError("ray executor: no unit can start (a dependency cycle in the plan)")
+                    if pending:
+                        raise RuntimeError("ray executor: no stage can start (a dependency cycle in the graph)")
+                    break
                 ref = ray.wait(list(flight), num_returns=1)[0][0]
-                i, job = flight.pop(ref)
-                claimed -= job.claims
+                i, stage = flight.pop(ref)
+                self.trace.append(("end", stage.kind, stage.key, time.monotonic()))
                 try:
                     out = ray.get(ref)
                 except Exception as exc:  # the worker died more often than max_restarts, or a retried error
-                    log.error("ray unit of %s failed after retries: %s", job.unit.cell.labels(), exc)
+                    if (stop := run_stopping(exc)) is not None:
+                        raise stop from exc
+                    log.error("ray stage %s of %s failed after retries: %s", stage.kind, stage.labels(), exc)
                     ray.kill(actors[i])
                     actors[i], held[i] = make(), None
-                    n_failed += self._lost(runner, job, exc, jobs, bar)
-                    continue
-                n_failed += self._apply(runner, job, out, jobs, bar)
+                    out = Outcome(stage.kind, stage.key, "failed", error={
+                        "stage": stage.kind, **stage.labels(), "error": f"worker: {type(exc).__name__}: {exc}"})
+                runner.record(stage, out)
+                self._settle(stage.key, waiting, bar)
         finally:
-            bar.close()
             for a in actors:
                 ray.kill(a)
-        return n_failed
 
     @staticmethod
-    def _jobs(todo: list[Cell], stored: set[str]) -> list[_Job]:
-        """A clean unit per (dataset, metric) pair whose clean stage is not stored, then one unit per cell."""
-        jobs, seen = [], set()
-        for c in todo:
-            group = (spec_key(c.dataset), spec_key(c.metric))
-            if group not in seen and c.keys["clean"] not in stored:
-                jobs.append(_Job(Unit("clean", c), [], group))
-                seen.add(group)
-            jobs.append(_Job(Unit("cell", c), [c], group))
-        return jobs
+    def _locality(stage: Stage) -> tuple:
+        c = stage.cell
+        return (c.dataset.key_text(), c.metric.key_text() if stage.kind != "def_quality" else None,
+                stage.deps.get("attack"))
 
-    def _open(self, job: _Job, runner: Runner) -> set[str]:
-        """Stage keys the job would compute: those neither stored nor failed."""
-        kinds = ("clean",) if job.unit.kind == "clean" else STAGES
-        keys = {job.unit.cell.keys[k] for k in kinds}
-        return {k for k in keys if k not in self._stored and k not in runner.failed}
-
-    def _pick(self, jobs: list[_Job], group, runner: Runner, claimed: set[str]) -> _Job | None:
-        """The first job that can start now, preferring the pair the actor already holds."""
-        first = None
-        for job in jobs:
-            clean = job.unit.cell.keys["clean"]
-            if job.unit.kind == "cell" and clean not in self._stored and clean not in runner.failed:
+    def _pick(self, pending: dict[str, Stage], held, runner: Runner, waiting, bar) -> Stage | None:
+        """The first pending stage whose deps are settled, preferring one that shares the actor's last dataset,
+        metric and attack; a stage blocked by a failed or skipped dep is recorded here, without a worker."""
+        best, best_score = None, -1
+        for key in list(pending):
+            stage = pending[key]
+            if not all(runner.store.has(k, d) or d in runner.failed or d in runner.blocked
+                       for k, d in stage.deps.items()):
                 continue
-            if self._open(job, runner) & claimed:
+            blocked = runner.blocked_outcome(stage)
+            if blocked is not None:
+                del pending[key]
+                runner.record(stage, blocked)
+                self._settle(key, waiting, bar)
                 continue
-            if job.group == group:
-                return job
-            first = first or job
-        return first
-
-    def _fill(self, job: _Job, runner: Runner) -> set[str]:
-        """Give the unit the stored stages it reads, and the failures it must not retry; returns its claims."""
-        c, unit, store = job.unit.cell, job.unit, runner.store
-        for kind in STAGES if unit.kind == "cell" else ():
-            if c.keys[kind] in self._stored:
-                unit.records[(kind, c.keys[kind])] = store.load(kind, c.keys[kind])
-        if unit.kind == "cell" and store.has("def_quality", c.keys["def_quality"]):  # (x, D(x)) of another metric
-            unit.records[("def_quality", c.keys["def_quality"])] = store.load("def_quality", c.keys["def_quality"])
-        unit.files = self._files
-        unit.failed = dict(runner.failed)
-        return self._open(job, runner)
-
-    def _apply(self, runner: Runner, job: _Job, out: dict, jobs: list[_Job], bar) -> int:
-        """Write a finished unit's stages through the run's store; returns the cells it failed."""
-        for kind, key, record in out["saved"]:  # the unit flushed its images first: a JSON marks a stage complete
-            runner.store.save(kind, key, record)
-            self._stored.add(key)
-        for key, record in out["errors"]:
-            runner.store.save_error(key, record)
-        runner.failed.update(out["failed"])
-        runner.skipped += [s for s in out["skipped"] if s not in runner.skipped]
-        if out["setup_error"]:  # the dataset or the metric could not be set up: as the local executor does
-            err, exc = out["setup_error"], remote_exception(out["setup_error"])
-            same = (lambda j: j.group[0] == job.group[0]) if err["what"] == "dataset" else (lambda j: j.group == job.group)
-            cells = job.cells + self._drop(jobs, same)
-            if err["what"] == "dataset":
-                return runner.fail_cells(cells, "dataset", exc, bar)
-            return runner.metric_unavailable(job.unit.cell.metric, cells, exc, bar)
-        bar.update(len(job.cells))
-        return 0 if out["ok"] or not job.cells else len(job.cells)
-
-    def _lost(self, runner: Runner, job: _Job, exc: Exception, jobs: list[_Job], bar) -> int:
-        """A unit that failed outside the stage code after every retry: its cells (all its pair's for a
-        clean unit) are recorded as failed."""
-        cells = job.cells or self._drop(jobs, lambda j: j.group == job.group)
-        return runner.fail_cells(cells, "worker", exc, bar) if cells else 0
+            loc = self._locality(stage)
+            score = sum(a is not None and a == b for a, b in zip(loc, held or (None, None, None)))
+            if score > best_score:
+                best, best_score = stage, score
+            if score == 3:
+                break
+        return best
 
     @staticmethod
-    def _drop(jobs: list[_Job], which) -> list[Cell]:
-        """Remove the waiting jobs ``which`` selects; returns their cells."""
-        gone = [j for j in jobs if which(j)]
-        jobs[:] = [j for j in jobs if not which(j)]
-        return [c for j in gone for c in j.cells]
+    def _settle(key: str, waiting: dict[str, list[Cell]], bar) -> None:
+        """A stage has its outcome: a cell whose last stage it was is done."""
+        for c in waiting.pop(key, ()):
+            if all(k not in waiting for k in c.keys.values()):
+                bar.update(1)
