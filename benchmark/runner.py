@@ -95,8 +95,13 @@ class Runner:
             # a finished run resumed: no dataset is loaded, no model built (skipped.json stays as written)
             log.info("all %d cells are already stored in %s; nothing to run", len(cells), self.store.root)
             return 0
-        with logging_redirect_tqdm():
-            (executor or LocalExecutor()).execute(self, graph, cells)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.cfg.run.threads)   # [run] threads: this process's stages (Ray workers: their own)
+        try:
+            with logging_redirect_tqdm():
+                (executor or LocalExecutor()).execute(self, graph, cells)
+        finally:
+            torch.set_num_threads(threads)
         self.skipped += [i for i in self.nonfinite_items(cells) if i not in self.skipped]
         atomic_write_json(self.store.root / "skipped.json", self.skipped)
         passes.write_passes(self.store.root, graph.values(), tuple(self.kinds))

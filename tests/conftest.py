@@ -161,3 +161,30 @@ def example_copy(tmp_path: Path, *names: str) -> Path:
         if src.exists():
             (dst / "models" / name).symlink_to(src)
     return dst
+
+
+def interrupt_defended_stages(monkeypatch, on_call: int):
+    """Make the ``on_call``-th defended stage (def_clean or def_adv, counted together) raise KeyboardInterrupt, as
+    a user's Ctrl-C would mid-run; returns a function that restores the stage functions."""
+    from dataclasses import replace
+
+    from benchmark.stages import defend
+
+    calls = {"n": 0}
+    originals = {"CLEAN": defend.CLEAN, "ADV": defend.ADV}
+
+    def wrap(kind):
+        def run(ctx, stage):
+            calls["n"] += 1
+            if calls["n"] == on_call:
+                raise KeyboardInterrupt
+            return kind.run(ctx, stage)
+        return replace(kind, run=run)
+
+    for name, kind in originals.items():
+        monkeypatch.setattr(defend, name, wrap(kind))
+
+    def restore():
+        for name, kind in originals.items():
+            monkeypatch.setattr(defend, name, kind)
+    return restore

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.runner import STAGES
+from benchmark.stages.graph import RECORD_KINDS
 
 from conftest import ROOT, fgsm_pgd_tables, write_config
 
@@ -63,8 +63,8 @@ def command(cfg: Path, *extra: str) -> tuple[list[str], dict]:
 
 
 def stored(run_dir: Path) -> int:
-    """Stored stage records (the shared def_quality records aside: one per defense, not a stage)."""
-    return sum(len(list((run_dir / "stages" / kind).glob("*.json"))) for kind in STAGES)
+    """Stored stage records of the kinds the per-image records are made of (def_quality and strip aside)."""
+    return sum(len(list((run_dir / "stages" / kind).glob("*.json"))) for kind in RECORD_KINDS)
 
 
 def run_and_kill(cfg: Path, run_dir: Path, k: int, *extra: str) -> tuple[bool, int]:

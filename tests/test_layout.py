@@ -23,8 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "benchmark"
 FAMILIES = ("datasets", "metrics", "attacks", "defenses")
-ORCHESTRATION = ("runner", "executors", "calibrate", "manifest", "passes", "records", "measures", "reports", "cli",
-                 "__main__")
+ORCHESTRATION = ("runner", "executors", "stages", "calibrate", "manifest", "passes", "records", "measures", "reports",
+                 "cli", "__main__")
 
 
 def parse() -> dict[str, tuple[ast.Module, str]]:
@@ -122,7 +122,7 @@ def test_shared_helpers_and_results_import_no_plugin_and_no_later_stage():
 def test_reports_import_nothing_from_the_stage_layer():
     """Pages and tables read stored records only: no runner, executor, calibration, manifest writer or pass
     counter (the report's recomputed images batch them with ``images.batches``, as the stages do)."""
-    stage_layer = ("runner", "executors", "calibrate", "manifest", "passes")
+    stage_layer = ("runner", "executors", "stages", "calibrate", "manifest", "passes")
     assert offending(lambda n: part(n) == "reports", lambda t: part(t) in stage_layer) == []
 
 
@@ -223,3 +223,61 @@ def test_no_module_reaches_into_another_objects_private_attributes():
                     and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls", *third_party})):
                 found.append(f"{name}:{node.lineno} {ast.unparse(node)}")
     assert found == []
+
+
+def readme_map() -> list[list[str]]:
+    """The README's module map (the block after ``<!-- module map -->``): one layer a line, top first, its
+    modules and packages (``name/``) comma-separated before the description."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- module map -->", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    layers = []
+    for line in block.strip("\n").splitlines():
+        if not line.strip() or line.startswith(" "):   # a description's continuation
+            continue
+        names = line.split("  ", 1)[0]
+        layers.append([n.strip().rstrip("/") for n in names.split(",") if n.strip()])
+    return layers
+
+
+def test_the_readme_module_map_is_the_code():
+    """Every module of the package is in one layer of the README's map, and imports only from its own layer
+    or the layers below (function-level imports included): the map a newcomer reads is the code."""
+    layers = readme_map()
+    rank = {name: i for i, layer in enumerate(layers) for name in layer}
+
+    def layer(module: str) -> int | None:  # the map's most specific entry: "training.trainset" before "training"
+        bits = module.split(".")[1:]
+        return next((rank[".".join(bits[:k])] for k in range(len(bits), 0, -1) if ".".join(bits[:k]) in rank), None)
+
+    named = {n.split(".", 1)[1] for n in MODULES if n != "benchmark"}
+    assert sorted(n for n in named if layer(f"benchmark.{n}") is None) == []
+    assert sorted(k for k in rank if not any(n == k or n.startswith(k + ".") for n in named)) == []
+    up = [f"{n} imports {t}, line {line}" for n in MODULES if n != "benchmark" for t, _, line in imports(n)
+          if t != "benchmark" and layer(t) is not None and layer(t) < layer(n)]
+    assert up == []
+
+
+def declared_capabilities() -> set[str]:
+    """The class attributes the plugin families' base classes declare (their capabilities and defaults)."""
+    names = set()
+    for fam in FAMILIES:
+        tree, _ = MODULES[f"benchmark.{fam}.base"]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        names.add(item.target.id)
+                    elif isinstance(item, ast.Assign):
+                        names |= {t.id for t in item.targets if isinstance(t, ast.Name)}
+    return {n for n in names if not n.startswith("_")}
+
+
+def test_capabilities_are_read_as_declared_attributes_never_probed():
+    """``getattr(plugin, "stochastic", False)`` hides a capability the base class declares: read the attribute."""
+    caps = declared_capabilities()
+    assert {"stochastic", "differentiable", "baseline", "wraps_metric", "needs_gradient", "threat_model"} <= caps
+    probes = [f"{name}:{node.lineno} getattr(..., {node.args[1].value!r})"
+              for name, (tree, _) in MODULES.items() for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value in caps]
+    assert probes == []

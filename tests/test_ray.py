@@ -21,7 +21,7 @@ from benchmark.cli import main
 from benchmark.executors.ray_cluster import AUTH_VARS, LocalRayCluster, RayStartError, ray_cli
 from benchmark.records import load_records
 
-from conftest import fgsm_pgd_tables, folder_config
+from conftest import fgsm_pgd_tables, folder_config, interrupt_defended_stages
 
 CELL = ["dataset", "metric", "attack", "defense", "image_id"]
 
@@ -163,6 +163,32 @@ def test_ray_cluster_gives_the_local_records(ray_cluster, tmp_path, image_folder
 
 
 @pytest.mark.slow
+def test_ray_runs_independent_stages_of_one_cell_at_once(ray_cluster, tmp_path, image_folder):
+    """Stages are the unit of scheduling: with two workers, two stages of one cell (its clean scores and its
+    defense's D(x), which need nothing else) are in flight at the same time, and the records equal the local run's."""
+    from benchmark.config import load_config
+    from benchmark.executors.ray_executor import RayExecutor
+    from benchmark.runner import Runner, plan
+
+    runs = {}
+    for name in ("local", "remote"):
+        cfg = load_config(folder_config(tmp_path, name, image_folder, MATRIX, limit=2))
+        run_dir = cfg.run.output_dir / cfg.run.name
+        run_dir.mkdir(parents=True)
+        executor = RayExecutor(address=ray_cluster, workers=2) if name == "remote" else None
+        with torch_threads(1):
+            assert Runner(cfg, run_dir, progress=False).run(executor) == 0
+        runs[name] = _records(run_dir)
+    _assert_same_records(runs["local"], runs["remote"])
+    start = {key: t for event, _, key, t in executor.trace if event == "start"}
+    end = {key: t for event, _, key, t in executor.trace if event == "end"}
+    assert start.keys() == end.keys() and len(start) > 4
+    overlapping = [(c.labels(), a, b) for c in plan(cfg) for a in c.keys.values() for b in c.keys.values()
+                   if a < b and a in start and b in start and start[a] < end[b] and start[b] < end[a]]
+    assert overlapping, executor.trace
+
+
+@pytest.mark.slow
 def test_killed_worker_is_restarted_and_the_run_completes(ray_cluster, tmp_path, image_folder):
     (tmp_path / "crash_once.py").write_text(CRASH_ONCE)
     ran, fresh = tmp_path / "already-crashed", tmp_path / "crash-flag"
@@ -251,18 +277,10 @@ def test_ray_resumes_a_run_interrupted_locally(ray_cluster, tmp_path, image_fold
     cfg = load_config(path)
     run_dir = cfg.run.output_dir / cfg.run.name
     run_dir.mkdir(parents=True)
-    calls, original = {"n": 0}, Runner._defend
-
-    def interrupt_on_third(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self, *a, **k)
-
-    monkeypatch.setattr(Runner, "_defend", interrupt_on_third)
+    restore = interrupt_defended_stages(monkeypatch, 3)
     with torch_threads(1), pytest.raises(KeyboardInterrupt):
         Runner(cfg, run_dir, progress=False).run()
-    monkeypatch.setattr(Runner, "_defend", original)
+    restore()
     stored = {p: p.stat().st_mtime_ns for p in (run_dir / "stages").rglob("*.json")}
     assert stored and len(load_records(run_dir)) < 16
     assert main(["run", str(path), "--resume", "--no-progress", "--executor", "ray", "--address", ray_cluster]) == 0

@@ -11,7 +11,7 @@ from benchmark.config import load_config
 from benchmark.records import load_records
 from benchmark.runner import Runner
 
-from conftest import DEFAULT_FGSM_IDENTITY, folder_config, write_config
+from conftest import DEFAULT_FGSM_IDENTITY, folder_config, interrupt_defended_stages, write_config
 
 CELL = ["dataset", "metric", "attack", "defense", "image_id"]
 
@@ -47,22 +47,13 @@ def test_small_run_end_to_end(small_matrix, capsys):
 def test_resume_after_interruption_loses_and_duplicates_nothing(small_matrix, tmp_path, monkeypatch):
     cfg, run_dir = run_dir_of(small_matrix)
     run_dir.mkdir(parents=True)
-    calls = {"n": 0}
-    original = Runner._defend
-
-    def interrupt_on_fifth(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(self, *a, **k)
-
-    monkeypatch.setattr(Runner, "_defend", interrupt_on_fifth)
+    restore = interrupt_defended_stages(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         Runner(cfg, run_dir, progress=False).run()
     partial = load_records(run_dir)
     assert 0 < len(partial) < 36
     assert not list(run_dir.rglob("*.tmp"))            # nothing half-written
-    monkeypatch.setattr(Runner, "_defend", original)
+    restore()
     stored = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").rglob("*.json")}
     assert main(["run", str(small_matrix), "--resume", "--no-progress"]) == 0
     # finished stages were not recomputed

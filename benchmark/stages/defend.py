@@ -125,5 +125,6 @@ def run_adv(ctx, stage: Stage) -> dict[str, Any]:
 
 CLEAN = StageKind("def_clean", deps=("clean", "def_quality"), uses_metric=True, run=run_clean,
                   doc="s_D: the metric's scores of D(x)")
-ADV = StageKind("def_adv", deps=("attack",), uses_metric=True, run=run_adv,
+# def_adv reads no def_quality record, but waits for it: a defense that cannot purify fails once, there
+ADV = StageKind("def_adv", deps=("attack", "def_quality"), uses_metric=True, run=run_adv,
                 doc="D(x'), s'_D and the quality of (x, D(x'))")
