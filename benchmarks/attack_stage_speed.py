@@ -152,9 +152,12 @@ name = "identity"
     attack = cell.attack.build()
     n = len(images)
 
-    def stage():  # as Runner._stage runs it: inside the model-pass accounting of benchmark.passes
+    graph = runner.prepare(plan(cfg))
+    attack_stage = graph[cell.keys["attack"]]
+
+    def stage():  # as Runner.compute runs it: the attack stage's function inside the model-pass accounting
         with passes.counting():
-            return runner._attack(cell, metric, source, defense=lambda: None)
+            return runner.kinds["attack"].run(runner.ctx, attack_stage)
 
     def hand():
         return hand_stage(metric, images, args.batch, args.steps, device)

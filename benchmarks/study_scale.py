@@ -1,7 +1,7 @@
 """A matrix of the Guardians benchmark's shape, made small enough for 2 CPU cores: what the harness costs per cell.
 
     python benchmarks/study_scale.py [--images 3] [--size 48] [--metrics 9] [--attacks 14] [--defenses 30]
-                                     [--threads 1] [--gpu-pass-ms 0.5] [--keep DIR]
+                                     [--threads 1] [--gpu-pass-ms 0.5] [--keep DIR] [--ray-workers 2]
 
 The Guardians benchmark (msu-video-group/adversarial-defenses-for-iqa) runs 30 defenses × 14 attacks × 9
 metrics on 1,000 images at 384×512. Here the same shape runs on a folder of tiny photographs (48 px: CNNIQA's
@@ -15,9 +15,14 @@ metric's cost per image forward and forward+backward (timed here on the same ima
 time beyond the model passes (its overhead), summed per stage kind and divided by the cells. Then the wall
 time of ``run`` and of ``report`` (less the CLI's import time) and the size of what ``report`` writes.
 
+With ``--ray-workers N`` the same matrix runs a second time on a Ray instance of N single-CPU workers
+(``run --executor ray``), each stage a task sent out as soon as the stages it reads are stored; the JSON gets
+its wall time beside the local run's and whether the records are equal.
+
 Projection to 1,000 images at 384×512 on one GPU: the per-image host costs that grow with the image (PNG
-encode of x', PNG decode of x' by every defense stage, each CPU-bound defense, full-reference quality on the
-CPU) are timed here at 384×512 on the CPU, multiplied by how often the present stage graph does each, and
+encode of x', PNG decode of x' once per attack for all its defenses, each CPU-bound defense on D(x) once per
+(dataset, defense) and on every D(x'), full-reference quality on the CPU) are timed here at 384×512 on the
+CPU, multiplied by how often the present stage graph does each (read from this run's passes.json), and
 added to the per-stage overhead measured above; model passes are counted (scaled from this run per image)
 and costed at ``--gpu-pass-ms`` per image-pass, an assumption (no GPU was measured), stated as such.
 Writes benchmarks/results/study_scale.json with machine metadata and the load average.
@@ -200,6 +205,7 @@ def main() -> int:
                     help="assumed GPU milliseconds per image-pass at the study size (not measured here)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run here (default: a temporary folder)")
     ap.add_argument("--note", default="", help="a remark stored in the JSON (e.g. the machine's load)")
+    ap.add_argument("--ray-workers", type=int, default=0, help="also run on a Ray instance of this many workers")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "study_scale.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -264,6 +270,12 @@ def main() -> int:
     host = host_costs(h, w)
     n_img, n_m, n_a, n_d = args.study_images, 9, 14, 30
     n_def_adv, n_def_clean, n_attack = n_m * n_a * n_d, n_m * n_d, n_m * n_a
+    t_all = passes["totals"]["all"]
+    # how often this run decoded an attacked image per image of each attack stage, and purified a clean image
+    # per (dataset, defense): 1.0 each when the stage graph does no work twice
+    decodes_per_attack_image = t_all["decodes"] / max(1, passes["totals"]["attack"]["stages"] * args.images)
+    dx_per_defense_image = (passes["totals"].get("def_quality", {}).get("defense_passes", 0)
+                            + passes["totals"]["def_clean"].get("defense_passes", 0)) / max(1, args.defenses * args.images)
     fixed = {k: v["overhead_median_s"] for k, v in kinds.items()}
     names = [d.split('"')[1] for d in DEFENSES]  # the 30 defenses above; the CPU-library ones cost host time
     n_host_def = sum(1 for d in names if d in HOST_DEFENSES)
@@ -273,18 +285,21 @@ def main() -> int:
     bwd_per_img = per_image["backward"] / args.images / n_cells * (n_m * n_a * n_d)
     parts = {  # host work on a GPU run, measured (per-stage overhead here; per-image costs at the study size)
         "stage_fixed_overhead": (n_def_adv * fixed.get("def_adv", 0) + n_def_clean * fixed.get("def_clean", 0)
-                                 + n_attack * fixed.get("attack", 0) + n_m * fixed.get("clean", 0)),
-        "png_decode_x_adv_per_defense_stage": n_def_adv * n_img * host["png_decode"],
+                                 + n_d * fixed.get("def_quality", 0) + n_attack * fixed.get("attack", 0)
+                                 + n_m * fixed.get("clean", 0) + n_def_adv * fixed.get("strip", 0)),
+        "png_decode_x_adv": n_attack * n_img * decodes_per_attack_image * host["png_decode"],
         "png_encode_x_adv": n_attack * n_img * host["png_encode"],
-        "host_defenses_D(x)_per_metric_and_D(x')": (n_def_clean + n_def_adv) * n_img * mean_host_def,
+        "host_defenses_D(x)_and_D(x')": (n_d * dx_per_defense_image + n_def_adv) * n_img * mean_host_def,
     }
     device = {  # device work: model passes at an assumed cost; quality as it costs on this CPU (a bound)
         "model_passes_at_assumed_gpu_cost": (fwd_per_img + bwd_per_img) * n_img * args.gpu_pass_ms / 1e3,
         "pair_quality_if_computed_on_this_cpu": (n_def_adv + n_d + n_attack) * n_img * host["pair_quality_cpu"],
     }
     projection = {"images": n_img, "size": [h, w], "metrics": n_m, "attacks": n_a, "defenses": n_d,
-                  "cells": n_def_adv, "stages": {"clean": n_m, "attack": n_attack, "def_clean": n_def_clean,
-                                                 "def_adv": n_def_adv},
+                  "cells": n_def_adv, "stages": {"clean": n_m, "def_quality": n_d, "attack": n_attack,
+                                                 "def_clean": n_def_clean, "def_adv": n_def_adv, "strip": n_def_adv},
+                  "decodes_per_attack_image": decodes_per_attack_image,
+                  "defense_passes_per_clean_image": dx_per_defense_image,
                   "host_costs_per_image_s": host, "host_defenses_of_30": n_host_def,
                   "stage_overhead_median_s": fixed,
                   "model_passes_scaled": {"forward": fwd_per_img * n_img, "backward": bwd_per_img * n_img,
@@ -292,6 +307,22 @@ def main() -> int:
                   "gpu_pass_ms_assumed": args.gpu_pass_ms, "host_hours": {k: v / 3600 for k, v in parts.items()},
                   "host_total_hours": sum(parts.values()) / 3600, "host_dominant": max(parts, key=parts.get),
                   "device_hours": {k: v / 3600 for k, v in device.items()}}
+    ray_run = None
+    if args.ray_workers:
+        t_ray, rproc = cli(["run", str(cfg), "--executor", "ray", "--ray-workers", str(args.ray_workers),
+                            "--output-dir", str(work / "ray")], args.threads)
+        same = None
+        if rproc.returncode in (0, 1):
+            from benchmark.records import load_records
+
+            keys = ["dataset", "metric", "attack", "defense", "image_id"]
+            a, b = (r[[c for c in r.columns if "seconds" not in c]].sort_values(keys).reset_index(drop=True)
+                    for r in (load_records(d) for d in (run, work / "ray" / "study")))
+            same = bool(a.equals(b))
+        else:
+            print(rproc.stderr[-4000:], file=sys.stderr)
+        ray_run = {"workers": args.ray_workers, "wall_s": t_ray, "exit": rproc.returncode, "records_equal_local": same}
+        print(f"ray, {args.ray_workers} workers by stage: {t_ray:.1f} s (local {t_run:.1f} s), records equal: {same}")
     for k, v in {**parts, **device}.items():
         print(f"  {k:40s} {v / 3600:10.1f} h")
     print(f"projection: host work {projection['host_total_hours']:.1f} h, dominated by {projection['host_dominant']}")
@@ -302,7 +333,8 @@ def main() -> int:
                           "note": args.note, "run_wall_s": t_run, "cli_import_s": t_import,
                           "stage_seconds_total": stage_total, "model_seconds_total": model_total,
                           "per_stage_kind": kinds, "per_cell": per_cell, "pass_costs_per_image": costs,
-                          "passes_totals": passes["totals"], "report": report, "projection": projection})
+                          "passes_totals": passes["totals"], "report": report, "ray": ray_run,
+                          "projection": projection})
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -74,8 +74,7 @@ def test_pgd_scores_its_output_as_it_will_be_stored():
     metric = DefaultModel().eval()
     x = torch.randint(0, 256, (2, 3, 64, 64), generator=torch.Generator().manual_seed(0)).float() / 255
     attack = PGD(eps=0.01, steps=2)
-    attack.output_8bit = True
-    adv = attack(metric, x, generator=torch.Generator().manual_seed(1))
+    adv = attack(metric, x, generator=torch.Generator().manual_seed(1), output_8bit=True)
     assert torch.equal(quantize_8bit(adv, x, 0.01), adv)
     with torch.no_grad():
         assert torch.equal(attack.last_scores, metric(adv))

@@ -41,15 +41,7 @@ def run(ctx, stage: Stage) -> dict[str, Any]:
     for b in tqdm(images.batches(run_cfg.batch_size), total=len(images.plan(run_cfg.batch_size)),
                   desc=f"attack {cell.attack.label}", leave=False, disable=not ctx.progress):
         x = b.x.to(ctx.device)
-        try:  # TEMPORARY-SHIM until the perturb hook lands
-            x_adv = attack(target, x, generator=gen, output_8bit=fmt == "png").detach()
-        except TypeError:
-            from ..images import quantize_8bit
-            attack.output_8bit, attack.last_scores = fmt == "png", None
-            o = attack(target, x, generator=gen).detach()
-            x_adv = quantize_8bit(o, x, attack.budget if attack.threat_model == "linf" else None) if fmt == "png" else o
-            if not torch.equal(x_adv, o):
-                attack.last_scores = None
+        x_adv = attack(target, x, generator=gen, output_8bit=fmt == "png")
         # the attack's final forward pass may have scored x' already (non-adaptive: through f itself); reuse it
         known = attack.last_scores if target is metric else None
         scores = (ctx.check_finite(known, b.ids, "attacked") if known is not None and len(known) == len(b.ids)
