@@ -30,7 +30,6 @@ import torch
 from .config import MatrixConfig
 from .config_values import jsonable
 from .errors import BenchmarkError
-from .images import quantize_8bit
 from .seeds import seed_from
 from .store import atomic_write_json, atomic_write_text, content_key
 
@@ -71,18 +70,15 @@ def measure_of(attack, x_adv: torch.Tensor, x: torch.Tensor, measure: str = "lin
 
 def run_attack(attack_cls, params: dict, metric, x: torch.Tensor, seed: int, fit_dir: Path,
                quantize: bool = False):
-    """The attack built from ``params`` and its output on ``x`` (on the 8-bit grid with ``quantize``, as a run
-    that stores attacked images as PNG measures it: ``run.attacked_images``; :mod:`benchmark.attacked`)."""
+    """The attack built from ``params`` and its output on ``x`` (on the 8-bit grid within the budget with
+    ``quantize``, as a run that stores attacked images as PNG measures it: ``run.attacked_images``;
+    :meth:`benchmark.attacks.base.Attack.__call__`)."""
     attack = attack_cls(**params)
-    attack.output_8bit = quantize
     if attack.needs_fit:
         key = content_key({"fit": attack.fit_params(), "seed": seed})
         attack.fit(metric, generator=torch.Generator().manual_seed(seed), artifact=fit_dir / f"{key}.pt",
                    provenance={}, progress=False)
-    x_adv = attack(metric, x, generator=torch.Generator().manual_seed(seed))
-    if quantize:
-        x_adv = quantize_8bit(x_adv, x, attack.budget if attack.threat_model == "linf" else None)  # as the runner
-    return attack, x_adv
+    return attack, attack(metric, x, generator=torch.Generator().manual_seed(seed), output_8bit=quantize)
 
 
 def measured_linf(attack_cls, params: dict, metric, x: torch.Tensor, seed: int, fit_dir: Path,
@@ -137,6 +133,8 @@ def calibrate(cfg: MatrixConfig, targets: list, n_images: int = 8, tol: float = 
     targets = [parse_target(t) if isinstance(t, str) else t if isinstance(t, tuple) else ("linf", float(t))
                for t in targets]
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.run.threads)   # [run] threads, as a run's stages
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(replace(cfg, datasets=cfg.datasets[:1]), Path(tmp), progress=False)
         # the first n images of the first dataset, as far as they share one size (one batch)
@@ -159,6 +157,7 @@ def calibrate(cfg: MatrixConfig, targets: list, n_images: int = 8, tol: float = 
                     log.info("%s / %s: %s = %.5g gives %s %.5g (target %.5g)", m.label, a.label, res["param"],
                              res["value"], unit if measure == "unit" else MEASURES[measure], res["measured"], t)
                     out.append(res)
+    torch.set_num_threads(threads)
     return out
 
 

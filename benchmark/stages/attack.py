@@ -4,7 +4,7 @@ It stores x' per image (8-bit PNG by default: the attack's own call quantises it
 :meth:`benchmark.attacks.base.Attack.__call__`), the metric's scores s' (the attack's last forward pass when it
 scored exactly x' through the bare metric, else a fresh pass) and the quality of (x, x'). An adaptive attack
 attacks ``metric ∘ defense`` (:class:`~benchmark.attacks.adaptive.DefendedMetric`, EOT over a stochastic
-defense); an attack that is fitted first (UAP) fits once per (metric, attack) into ``<run>/artifacts``.
+defense); an attack that is fitted first (UAP) loads what its ``fit`` stage trained (:mod:`benchmark.stages.fit`).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from ..attacks.adaptive import DefendedMetric
 from ..quality import pair_quality
 from ..seeds import seed_from
-from ..store import content_key
 from .base import Stage, StageKind
+from .fit import fit_attack
 
 
 def run(ctx, stage: Stage) -> dict[str, Any]:
@@ -26,13 +26,8 @@ def run(ctx, stage: Stage) -> dict[str, Any]:
     attack = cell.attack.build()
     fmt, key = run_cfg.attacked_images, stage.key
     gen = torch.Generator().manual_seed(seed_from(run_cfg.seed, key))
-    if attack.needs_fit:
-        fit_key = content_key({"metric": cell.metric.key(), "attack": cell.attack.name,
-                               "fit": attack.fit_params(), "seed": run_cfg.seed})
-        attack.fit(metric, generator=torch.Generator().manual_seed(seed_from(fit_key)),
-                   artifact=ctx.artifact_path(f"{cell.attack.name}-{fit_key}.pt"),
-                   provenance={"metric": cell.metric.label, "attack": cell.attack.label, "fit_key": fit_key},
-                   progress=ctx.progress)
+    if attack.needs_fit:  # the fit stage trained it: load it (or train it here, on another node)
+        fit_attack(ctx, cell, attack, metric)
     target = metric
     if cell.attack.adaptive:
         target = DefendedMetric(metric, ctx.defense(cell.defense), cell.attack.eot_samples,
@@ -61,4 +56,4 @@ def run(ctx, stage: Stage) -> dict[str, Any]:
     return {"records": rows, "attack_meta": meta}
 
 
-KIND = StageKind("attack", deps=(), uses_metric=True, run=run, doc="x' per image, s', quality of (x, x')")
+KIND = StageKind("attack", deps=("fit",), uses_metric=True, run=run, doc="x' per image, s', quality of (x, x')")

@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 ATTACKED_CACHE_BYTES = 2 << 30  # decoded attacked images kept for the next defense: one attack of 1,000 images
                                 # of 384×512 as 8-bit (590 MB) fits; a larger attack is decoded again per defense
 PURIFIED_CACHE_BYTES = 1 << 30  # D(x) kept in memory for the def_clean stage of a one-metric matrix (not stored)
-KEEP_BUILT = {"metric": 2, "defense": 4}  # built plugins kept per process, the least recently used dropped
+# built plugins kept per process (None: all), the least recently used dropped first: the graph's order runs a
+# (dataset, metric) pair's stages together, so two metrics suffice; every defense is met once per attack, so all
+# defenses stay built (a study's 30 defenses are mostly parameter-free; DiffPure's UNet is the large one)
+KEEP_BUILT = {"metric": 2, "defense": None}
 
 
 class StageContext:

@@ -10,7 +10,7 @@ independent stages in parallel) and ``passes.json`` reads it. The kinds, in depe
 kind           once per                                 computes
 =============  =======================================  ==============================================
 clean          (dataset, metric)                        s, m
-def_quality    (dataset, defense)                       D(x) (stored when several metrics read it), the
+fit            (metric, attack) of a needs_fit attack       the attack's trained state (a UAP), every dataset    (dataset, defense)                       D(x) (stored when several metrics read it), the
                                                         quality of (x, D(x)); no metric: shared by all
 attack         (dataset, metric, attack[, defense])     x' (one file per image), s', quality of (x, x')
 def_clean      (dataset, metric, defense)               s_D (scores of the stored D(x))
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from ..quality import QUALITY_VERSION
 from ..store import content_key
 from .base import Cell, Stage, StageKind
+from .fit import fit_key
 
 if TYPE_CHECKING:
     from ..config import MatrixConfig
@@ -39,15 +40,17 @@ DEF_QUALITY_VERSION = 2   # in def_quality's key: version 1 (stored by a metric'
 
 def kinds() -> dict[str, StageKind]:
     """Every stage kind, by name, in dependency order (each reads only kinds before it)."""
-    from . import attack, clean, defend, purify, strip
+    from . import attack, clean, defend, fit, purify, strip
 
-    return {k.name: k for k in (clean.KIND, purify.KIND, attack.KIND, defend.CLEAN, defend.ADV, strip.KIND)}
+    return {k.name: k for k in (clean.KIND, purify.KIND, fit.KIND, attack.KIND, defend.CLEAN, defend.ADV,
+                                strip.KIND)}
 
 
 def plan(cfg: MatrixConfig) -> list[Cell]:
     """Every cell of the matrix with the content keys of the stages it needs."""
     run = cfg.run
     cells = []
+    fits: dict[tuple[str, str], str] = {}   # (metric, attack) -> the fit key of an attack trained first
     for d in cfg.datasets:
         dkey = {"dataset": d.key(), "image_size": run.image_size, "size_policy": run.size_policy,
                 "lpips": run.lpips, "dists": run.dists}
@@ -65,6 +68,11 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
                         "attack": content_key({"stage": "attack", **att}),
                         "def_clean": content_key({"stage": "def_clean", **dc}),
                         "def_adv": content_key({"stage": "def_adv", **da})}
+                if a.cls.needs_fit:  # trained once per (metric, attack), for every dataset
+                    pair = (m.key_text(), a.key_text())
+                    if pair not in fits:
+                        fits[pair] = fit_key(Cell(d, m, a, df), a.build(), run.seed)
+                    keys["fit"] = content_key({"stage": "fit", "fit": fits[pair]})
                 if not df.cls.wraps_metric:  # D(x) and its quality, which no metric changes: once for every metric
                     keys["def_quality"] = content_key({"stage": "def_quality", **dkey, "defense": df.key(),
                                                        "quality": QUALITY_VERSION, "seed": run.seed,

@@ -43,7 +43,7 @@ MAX_SIDE = 256       # pixels: images are stored at their native size up to this
 ZOOM = 4             # the page enlarges the crop around the largest perturbation this many times
 CROP = 32            # pixels: side of that crop
 PSNR_TOL = 1e-3      # dB: a rebuilt image must reproduce the stored PSNR within this (float rounding only)
-PICK = "the image whose clean score is the median of the dataset's (the same in every strip of a section)"
+PICK = "the one whose clean score is the median of the dataset's (the same in every strip of a section)"
 
 
 def amplification(d: torch.Tensor) -> int:

@@ -48,7 +48,7 @@ def small_run(tmp_path_factory):
 
 def test_every_kind_is_declared_in_dependency_order():
     table = kinds()
-    assert list(table) == ["clean", "def_quality", "attack", "def_clean", "def_adv", "strip"]
+    assert list(table) == ["clean", "def_quality", "fit", "attack", "def_clean", "def_adv", "strip"]
     names = list(table)
     for i, k in enumerate(table.values()):
         assert set(k.deps) <= set(names[:i]), k      # reads only kinds declared before it
@@ -100,3 +100,40 @@ def test_def_clean_scores_the_stored_d_of_x_without_purifying(small_run):
             assert r["defense_passes"] == 0, r
         if r["stage"] in RECORD_KINDS:
             assert r["forward"] - r["repeat"] == r["min_forward"], r
+
+
+def test_a_universal_attack_is_fitted_once_for_every_dataset(tmp_path, image_folder):
+    """A needs_fit attack (UAP) gets a ``fit`` stage per (metric, attack), shared by the attack stages of every
+    dataset, which run after it and load its artifact."""
+    second = tmp_path / "second"
+    second.mkdir()
+    for p in image_folder.iterdir():
+        (second / p.name).write_bytes(p.read_bytes())
+    tables = f"""
+[[datasets]]
+name = "folder"
+root = "{second}"
+mos_csv = "{second / 'mos.csv'}"
+limit = 2
+[[metrics]]
+name = "default"
+[[attacks]]
+name = "uap"
+size = 64
+epochs = 1
+[[defenses]]
+name = "identity"
+"""
+    cfg = load_config(folder_config(tmp_path, "uap", image_folder, tables, limit=2))
+    cells = plan(cfg)
+    graph = stage_graph(cells, "cpu")
+    fits = [st for st in graph.values() if st.kind == "fit"]
+    assert len(cells) == 2 and len(fits) == 1
+    attacks = [st for st in graph.values() if st.kind == "attack"]
+    assert len(attacks) == 2 and all(st.deps == {"fit": fits[0].key} for st in attacks)
+    run_dir = cfg.run.output_dir / cfg.run.name
+    run_dir.mkdir(parents=True)
+    assert Runner(cfg, run_dir, progress=False).run() == 0
+    assert len(list((run_dir / "artifacts").glob("uap-*.pt"))) == 1
+    (record,) = [json.loads(p.read_text()) for p in (run_dir / "stages" / "fit").glob("*.json")]
+    assert record["artifact"].startswith("artifacts/uap-")
