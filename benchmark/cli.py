@@ -57,7 +57,8 @@ def cmd_run(args) -> int:
     from .runner import Runner
     from .store import open_run_dir
 
-    cfg = load_config(args.config, device=args.device, deep=True)  # what validate checks, before any work
+    # what validate checks, before any work; --device and --threads win over [run]
+    cfg = load_config(args.config, device=args.device, threads=args.threads, deep=True)
     run = cfg.run
     if args.output_dir:
         run = replace(run, output_dir=args.output_dir)
@@ -101,7 +102,7 @@ def cmd_calibrate(args) -> int:
         raise BenchmarkError(f"--images: expected a number of images >= 1, got {args.images}")
     if not 0 < args.tol < 1:  # a relative tolerance; also refuses nan and inf
         raise BenchmarkError(f"--tol: expected a relative tolerance within (0, 1), got {args.tol}")
-    cfg = load_config(args.config, device=args.device, deep=True)
+    cfg = load_config(args.config, device=args.device, threads=args.threads, deep=True)
     results = calibrate(cfg, targets, n_images=args.images, tol=args.tol)
     toml = write_calibration(results, args.output)
     for r in results:
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(one with its manifest.json; nothing else is ever deleted)")
     r.add_argument("--device", help="override run.device (e.g. cuda, cuda:1, cpu)")
     r.add_argument("--output-dir", type=Path, help="override run.output_dir")
+    r.add_argument("--threads", type=int, metavar="N", help="override run.threads: torch threads of each process "
+                   "that runs stages")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--executor", choices=["local", "ray"],
                    help="where stages run: in this process or on a Ray cluster (pip install -e '.[ray]'); "
@@ -220,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--images", type=int, default=8, help="images of the first dataset to measure on")
     cal.add_argument("--tol", type=float, default=0.02, help="relative tolerance on the mean measure")
     cal.add_argument("--device")
+    cal.add_argument("--threads", type=int, metavar="N", help="override run.threads (torch threads)")
     cal.add_argument("-o", "--output", type=Path, default=Path("calibration.json"))
     cal.set_defaults(fn=cmd_calibrate)
     rep = sub.add_parser("report", help="re-render tables and HTML of a run directory from its records")

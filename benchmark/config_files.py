@@ -12,6 +12,9 @@ from .config_values import path_exists
 from .errors import BenchmarkError, ConfigError, ErrorList, MissingWeightsError
 from .registry import REGISTRIES
 
+DEEP_FAMILIES = ("datasets", "metrics")  # attacks and defenses were built by the parse (their check_params)
+WEIGHTS_FAMILIES = ("metrics", "defenses")  # whose path parameters name checkpoints
+
 if TYPE_CHECKING:  # pragma: no cover
     from .config import MatrixConfig, PluginSpec
 
@@ -23,23 +26,24 @@ def paths(value: Any) -> list[Path]:
 
 def deep_check(cfg: MatrixConfig, where_of: Callable[[PluginSpec], str]) -> list[ConfigError]:
     """Everything that can be checked without decoding an image or running a model (``validate``, and ``run``
-    before any work; ``where_of(spec)`` is the spec's table, ``metrics[0]``). Returns every error found:
+    before any work; ``where_of(spec)`` is the spec's table, ``metrics[0]``). Returns every error found by each
+    dataset's and metric's ``check_files(params)``, the classmethod their base classes declare:
 
     - datasets are built: folders listed, score tables parsed and checked (repeated rows, absent images,
       MOS that are empty, not numbers, NaN or infinite; :mod:`benchmark.datasets.table`);
     - metrics are built on the meta device: their checkpoints read safely (``weights_only=True``) and their
-      keys and shapes checked against the architecture, without allocating the network. A metric class with a
-      ``check_files(params)`` classmethod is checked by it instead (pyiqa: the weight files it would fetch).
-      Attacks and defenses were built by the parse already.
+      keys and shapes checked against the architecture, without allocating the network; a metric that
+      needs more than its own files overrides it (pyiqa: the weight files it would fetch).
+
+    Attacks and defenses were built by the parse already (their ``check_params``).
     """
     errs: list[ConfigError] = []
-    for family in ("datasets", "metrics"):
+    for family in DEEP_FAMILIES:
         specs = getattr(cfg, family)
         had = bool(specs)
         for spec in list(specs):
-            check = getattr(spec.cls, "check_files", None)
-            found = _build_errors(spec, where_of(spec), str(cfg.path), meta=family == "metrics",
-                                  build=(lambda s=spec, c=check: c(s.resolved())) if check else None)
+            found = _build_errors(spec, where_of(spec), str(cfg.path),
+                                  lambda s=spec: s.cls.check_files(s.resolved()))
             if found and spec.optional and all(getattr(e, "missing_file", False) for e in found):
                 specs.remove(spec)  # an optional entry whose file is missing is left out, as the parse does
                 cfg.skipped.append({"what": f"{REGISTRIES[family].kind} {spec.label}", "key": found[0].key or "",
@@ -53,31 +57,11 @@ def deep_check(cfg: MatrixConfig, where_of: Callable[[PluginSpec], str]) -> list
     return errs
 
 
-def _build_on_meta(build):
-    """``build()`` under ``torch.device("meta")``: modules get shapes but no memory, ``load_state_dict`` still
-    checks keys and shapes. A constructor that needs real values (``.item()``) is built for real instead."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "copying from a non-meta parameter ... is a no-op": the point here
-        try:
-            with torch.device("meta"):
-                return build()
-        except BenchmarkError:
-            raise
-        except Exception:  # noqa: BLE001 - an operation the meta device cannot do: decide on the CPU
-            pass
-        return build()
-
-
-def _build_errors(spec: PluginSpec, where: str, fname: str, *, meta: bool, build=None) -> list[ConfigError]:
-    """Build ``spec`` (on the meta device when ``meta``; ``build()`` instead when given); every problem as a
-    ConfigError naming the key."""
+def _build_errors(spec: PluginSpec, where: str, fname: str, check: Callable[[], None]) -> list[ConfigError]:
+    """``check()`` (``spec``'s ``check_files``); every problem it raises as a ConfigError naming the key."""
     kind = f"{REGISTRIES[spec.family].kind} '{spec.name}'"
     resolved = spec.resolved()
-    weights = spec.family != "datasets"  # its files are checkpoints: a failure may be one that is not readable
+    weights = spec.family in WEIGHTS_FAMILIES  # its files are checkpoints: a failure may be one that is unreadable
 
     def key_for(text: str, key: str | None = None) -> str:
         if key:
@@ -86,10 +70,7 @@ def _build_errors(spec: PluginSpec, where: str, fname: str, *, meta: bool, build
         return f"{where}.{param}" if param else where
 
     try:
-        if build is not None:
-            build()
-        else:
-            _build_on_meta(spec.build) if meta else spec.build()
+        check()
     except ErrorList as exc:  # e.g. every bad row of a MOS table: one line each
         found = [ConfigError(f"{kind}: {_one_line(e)}", file=fname, key=key_for(str(e), getattr(e, "key", None)))
                  for e in exc.errors]
@@ -134,15 +115,14 @@ def file_problem(resolved: dict[str, Any], what: str) -> tuple[str, str] | None:
     return None
 
 
-def release_hint(cls: type, resolved: dict[str, Any], path: Path) -> str:
+def release_hint(family: str, cls: type, resolved: dict[str, Any], path: Path) -> str:
     """What a metric or defense says about a missing file it needs (where its release lives, where to put
-    it): its MissingWeightsError's hint when built on the meta device with the file absent; "" if none."""
-    import torch
-
-    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or hasattr(cls, "check_files"):
+    it): the hint of the MissingWeightsError its ``check_files`` raises with the file absent (by default built
+    on the meta device: nothing allocated); "" if none, and for datasets and attacks, which name no weights."""
+    if family not in WEIGHTS_FAMILIES:
         return ""
     try:
-        _build_on_meta(lambda: cls(**resolved))
+        cls.check_files(resolved)
     except MissingWeightsError as exc:
         return (exc.hint or "") if str(path) in str(exc.path) or str(exc.path) in str(path) else ""
     except Exception:  # noqa: BLE001 - it says nothing more about the file

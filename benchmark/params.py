@@ -1,30 +1,39 @@
-"""Checks of plugin parameters that ``validate`` runs before any work, without loading data or weights.
+"""Checks of plugin parameters that ``validate`` runs before any work: one route for the four families.
 
-A plugin class may define ``check_params(cls, params, base) -> dict``: it receives the parameters with
-defaults filled in (typed by the config layer already: numbers are numbers, paths absolute ``Path``
-objects), raises :class:`~benchmark.errors.ConfigError` with ``key=<parameter>`` for a bad value (the
-config layer adds the file and the table, ``metrics[0].weights``), and returns the parameters to use
+Every family's base class (``Dataset``, ``Metric``, ``Attack``, ``Defense``) declares the classmethod
+``check_params(cls, params, base) -> dict``, and the config layer calls it for every entry of a matrix,
+after it has bound the table's keys to the constructor's signature (unknown and missing keys are its errors)
+and typed the values (numbers are numbers, paths absolute ``Path`` objects). It receives the parameters with
+defaults filled in, raises :class:`~benchmark.errors.ConfigError` with ``key=<parameter>`` for a bad value
+(the config layer adds the file and the table, ``metrics[0].weights``), and returns the parameters to use
 (normalised where a plugin has two spellings of one thing). ``base`` is the config file's folder, for
-relative paths inside free-form tables such as pyiqa's ``options``. Only ``stat`` calls, no reading.
+relative paths inside free-form tables such as pyiqa's ``options``. The families' defaults:
 
-Files of path-typed parameters that do not exist are found by the config layer for every plugin
-(``optional = true`` turns that into a skip); these helpers check the rest: a folder where a file is
-expected (or a device, a FIFO: never opened), ranges, counts.
+- datasets and metrics, whose constructors read data or weights: checks without I/O but ``stat`` (here:
+  ``expect_file``, ``expect_range``, ...; a dataset's ``limit`` is at least 1);
+- attacks and defenses, cheap to construct: :func:`checked_by_building`, the constructor itself (its range
+  checks, :func:`within`, :func:`at_least`), unless a file it names is missing.
 
-``validate`` then opens what the plugins read (:mod:`benchmark.config_files`): datasets are built (folders
-listed, score tables parsed), metrics built on the meta device (checkpoints read safely, keys and shapes
-checked). A metric class whose building would need more than its own files (pyiqa: backbones) defines
-``check_files(cls, params)`` instead, raising :class:`~benchmark.errors.MissingWeightsError` for a file it
-cannot find. Lower bounds that an operation needs (a blur's sigma) are checked with :func:`at_least`.
+A plugin overrides ``check_params`` and calls ``super()``. Files of path-typed parameters that do not exist
+are found by the config layer for every plugin (``optional = true`` turns that into a skip); these helpers
+check the rest: a folder where a file is expected (or a device, a FIFO: never opened), ranges, counts.
+
+``validate`` then opens what the datasets and metrics read (:mod:`benchmark.config_files`), through the
+classmethod ``check_files(cls, params)`` their base classes declare: a dataset is built (folders listed,
+score tables parsed), a metric built on the meta device (:func:`build_on_meta`: checkpoints read safely,
+keys and shapes checked, nothing allocated). A metric whose building would need more than its own files
+(pyiqa: backbones) overrides it, raising :class:`~benchmark.errors.MissingWeightsError` for a file it cannot
+find. Lower bounds that an operation needs (a blur's sigma) are checked with :func:`at_least`.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ConfigError
 
@@ -96,6 +105,59 @@ def expect_nonempty_unique(params: dict[str, Any], key: str, hint: str) -> None:
         seen.add(item)
 
 
+def named_paths(params: dict[str, Any]) -> list[Path]:
+    """The paths the parameters name (a path-typed value, or the paths in a list)."""
+    return [v for value in params.values() for v in (value if isinstance(value, (list, tuple)) else [value])
+            if isinstance(v, Path)]
+
+
+def bind(cls: type, params: dict[str, Any], *, partial: bool = False) -> None:
+    """``params`` fit the constructor's signature (a ``TypeError`` naming the keyword otherwise; ``partial``: some
+    of them, as a constructor checking a few of its own values passes). The config layer checks this with its
+    own messages before any ``check_params``; this is for a caller that checks parameters alone."""
+    sig = inspect.signature(cls)
+    sig.bind_partial(**params) if partial else sig.bind(**params)
+
+
+def checked_by_building(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``check_params`` of a plugin that is cheap to construct (attacks, defenses): the signature bound and
+    the constructor called, so that its own checks (ranges with :func:`within`, files it opens) run before any
+    work rather than mid-run. Not built when a path it names is missing: the config layer reports that file
+    (or leaves an ``optional`` entry out)."""
+    bind(cls, params)
+    if all(_exists(p) for p in named_paths(params)):
+        cls(**params)
+    return params
+
+
+def build_on_meta(build: Callable[[], Any]) -> Any:
+    """``build()`` under ``torch.device("meta")``: modules get shapes but no memory, ``load_state_dict`` still
+    checks keys and shapes. A constructor that needs real values (``.item()``) is built for real instead."""
+    import warnings
+
+    import torch
+
+    from .errors import BenchmarkError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "copying from a non-meta parameter ... is a no-op": the point here
+        try:
+            with torch.device("meta"):
+                return build()
+        except BenchmarkError:
+            raise
+        except Exception:  # noqa: BLE001 - an operation the meta device cannot do: decide on the CPU
+            pass
+        return build()
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):  # a name the system refuses (too long, ...)
+        return False
+
+
 # Caps of attack and defense parameters, checked by their constructors (``validate`` builds them), so that
 # a value no study needs (``kernel = 2^63``, ``sigma = 1e300``) is refused up front instead of hanging or
 # crashing a run.
@@ -149,6 +211,7 @@ def within(name: str, value: Any, lo: float, hi: float, *, integer: bool = False
         raise ParamRangeError(f"{name} must be {kind} within {interval}, got {shown}", key=name)
 
 
-__all__ = ["BLUR_SIGMA_WHY", "at_least", "MIN_BLUR_SIGMA", "MIN_SIGMA_COLOR", "file_kind", "MAX_BLUR_SIGMA", "MAX_IMAGE_SIDE", "MAX_KERNEL", "MAX_L2", "MAX_NOISE_SIGMA", "MAX_RESTARTS",
-           "MAX_SAMPLES", "MAX_STEPS", "ParamRangeError", "expect_at_least", "expect_dir", "expect_file",
-           "expect_nonempty_unique", "expect_range", "within"]
+__all__ = ["BLUR_SIGMA_WHY", "at_least", "MIN_BLUR_SIGMA", "MIN_SIGMA_COLOR", "file_kind", "MAX_BLUR_SIGMA",
+           "MAX_IMAGE_SIDE", "MAX_KERNEL", "MAX_L2", "MAX_NOISE_SIGMA", "MAX_RESTARTS", "MAX_SAMPLES", "MAX_STEPS",
+           "ParamRangeError", "bind", "build_on_meta", "checked_by_building", "expect_at_least", "expect_dir",
+           "expect_file", "expect_nonempty_unique", "expect_range", "named_paths", "within"]

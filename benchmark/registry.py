@@ -1,9 +1,12 @@
 """Small generic plugin registries.
 
-Plugins register themselves with a decorator in their own module; third-party packages use the
-entry-point group ``benchmark.<kind>`` (e.g. ``benchmark.defenses``); a config can name local files
-in ``plugins = ["my_defense.py"]``. Registering a second, different object under a taken name is an
-error (never a silent overwrite), and an unknown name answers with the closest registered names.
+Plugins register themselves with a decorator in their own module; the built-in ones are found by module
+convention (every module of ``benchmark/<family>/`` is imported, :func:`load_builtin_plugins`: a new plugin
+file needs no import list, and a helper module simply registers nothing); third-party packages use the
+entry-point group ``benchmark.<kind>`` (e.g. ``benchmark.defenses``); a config can name local files in
+``plugins = ["my_defense.py"]``. A registered class must derive from its family's base class (which declares
+every capability the harness reads, with its default); registering a second, different object under a taken
+name is an error (never a silent overwrite), and an unknown name answers with the closest registered names.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import importlib.util
 import inspect
 import logging
 import math
+import pkgutil
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -27,14 +31,28 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named collection of plugin classes of one kind (``"metric"``, ``"attack"``, ...)."""
+    """A named collection of plugin classes of one kind (``"metric"``, ``"attack"``, ...).
 
-    def __init__(self, kind: str, plural: str):
+    ``base`` (``"module:Class"``, imported when the first class is registered, so that this module imports no
+    plugin family) is the class every registered class must derive from; None accepts any class. ``package``
+    (``"benchmark.defenses"``) holds the built-in plugins: every module of it is imported on the first lookup
+    (:meth:`load`), then the entry points of the group ``benchmark.<plural>``."""
+
+    def __init__(self, kind: str, plural: str, base: str | None = None, package: str | None = None):
         self.kind = kind
         self.plural = plural
         self.entry_point_group = f"benchmark.{plural}"
+        self.base = base
+        self.package = package
         self._items: dict[str, type[T]] = {}
-        self._entry_points_loaded = False
+        self._loaded = False
+
+    def base_class(self) -> type | None:
+        """The class every registered class derives from (``base`` imported), or None."""
+        if self.base is None:
+            return None
+        module, _, name = self.base.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
@@ -47,6 +65,15 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, cls: type[T]) -> None:
+        """Register ``cls`` under ``name``: a :class:`PluginError` when it does not derive from the family's base
+        class or when the name is taken by another class."""
+        base = self.base_class()
+        if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+            shown = f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else repr(cls)
+            raise PluginError(
+                f"{self.kind} '{name}': {shown} must derive from {base.__module__}.{base.__qualname__}, the "
+                f"{self.kind} contract that declares every capability the harness reads, with its default "
+                f"(class {getattr(cls, '__name__', 'Plugin')}({base.__name__}): ...)")
         existing = self._items.get(name)
         if existing is not None and not _same_class(existing, cls):
             raise PluginError(
@@ -57,10 +84,16 @@ class Registry(Generic[T]):
         self._items[name] = cls
 
     # -- lookup -------------------------------------------------------------------------------
-    def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
+    def load(self) -> None:
+        """Import every module of ``package`` (by convention: a plugin module registers its classes, a helper module
+        registers nothing), then the entry points (a name a built-in holds stays the built-in's). Once."""
+        if self._loaded:
             return
-        self._entry_points_loaded = True
+        self._loaded = True
+        if self.package is not None:
+            package = importlib.import_module(self.package)
+            for module in pkgutil.iter_modules(package.__path__):
+                importlib.import_module(f"{self.package}.{module.name}")
         for ep in importlib.metadata.entry_points(group=self.entry_point_group):
             try:
                 obj = ep.load()
@@ -68,14 +101,17 @@ class Registry(Generic[T]):
                 log.warning("could not load %s entry point %r (%s): %s", self.kind, ep.name, ep.value, exc)
                 continue
             if ep.name not in self._items:
-                self.add(ep.name, obj)
+                try:
+                    self.add(ep.name, obj)
+                except PluginError as exc:  # not a plugin of this family: left out, as a broken one is
+                    log.warning("could not register %s entry point %r (%s): %s", self.kind, ep.name, ep.value, exc)
 
     def names(self) -> list[str]:
-        self._load_entry_points()
+        self.load()
         return sorted(self._items)
 
     def get(self, name: str) -> type[T]:
-        self._load_entry_points()
+        self.load()
         try:
             return self._items[name]
         except KeyError:
@@ -86,7 +122,7 @@ class Registry(Generic[T]):
             ) from None
 
     def __contains__(self, name: str) -> bool:
-        self._load_entry_points()
+        self.load()
         return name in self._items
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -176,21 +212,28 @@ def load_plugin_file(path: Path) -> None:
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
-    except PluginError:
+    except PluginError:  # said as it is (a taken name, a class not derived from its base); importable again
+        del sys.modules[mod_name]
         raise
     except Exception as exc:
         del sys.modules[mod_name]
         raise ConfigError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from exc
 
 
-DATASETS: Registry = Registry("dataset", "datasets")
-METRICS: Registry = Registry("metric", "metrics")
-ATTACKS: Registry = Registry("attack", "attacks")
-DEFENSES: Registry = Registry("defense", "defenses")
+def _family(kind: str, plural: str, base: str) -> Registry:
+    return Registry(kind, plural, f"benchmark.{plural}.base:{base}", f"benchmark.{plural}")
+
+
+DATASETS: Registry = _family("dataset", "datasets", "Dataset")
+METRICS: Registry = _family("metric", "metrics", "Metric")
+ATTACKS: Registry = _family("attack", "attacks", "Attack")
+DEFENSES: Registry = _family("defense", "defenses", "Defense")
 REGISTRIES = {"datasets": DATASETS, "metrics": METRICS, "attacks": ATTACKS, "defenses": DEFENSES}
 
 
 def load_builtin_plugins() -> None:
-    """Import the built-in plugin modules (cheap: heavy libraries are imported lazily)."""
-    for pkg in ("datasets", "metrics", "attacks", "defenses"):
-        importlib.import_module(f"benchmark.{pkg}")
+    """Every family's built-in plugins and entry points (:meth:`Registry.load`: each module of ``benchmark/datasets``,
+    ``metrics``, ``attacks``, ``defenses`` imported, so a new plugin file needs no import list). Cheap: plugins
+    import heavy libraries lazily. Local files (``plugins = [...]``) are loaded by :func:`load_plugin_file`."""
+    for registry in REGISTRIES.values():
+        registry.load()

@@ -3,10 +3,10 @@
     python benchmarks/torch_threads.py [--threads 1 2] [--repeats 3] [--images 6] [--size 96]
 
 The same small matrix (the default model; FGSM and PGD 3 steps, transfer only; identity, JPEG, median and TV;
-6 photographs at 96 px) runs in a fresh process per repeat with ``OMP_NUM_THREADS`` (and MKL's) set to each
-thread count, the counts alternating so that a shared machine's load hits them alike. Per run: the wall time
-of ``run`` and of its start-up (``validate``), the children's CPU time, and each stage kind's summed
-``stage_seconds`` from the stored records, as images per second. The figures are medians over the repeats;
+6 photographs at 96 px) runs in a fresh process per repeat with ``[run] threads`` and ``OMP_NUM_THREADS`` (and
+MKL's) set to each thread count, the counts alternating so that a shared machine's load hits them alike. Per
+run: the wall time of ``run`` and of its start-up (``validate``), the children's CPU time, and each stage
+kind's summed ``stage_seconds`` from the stored records, as images per second. The figures are medians over the repeats;
 ``speedup`` is the 1-thread median time over each count's. Writes benchmarks/results/torch_threads.json with
 machine metadata and the load average (on a shared machine, state it beside the figures).
 """
@@ -78,8 +78,8 @@ def once(work: Path, images: Path, size: int, threads: int, i: int) -> dict:
     out = work / f"runs-{threads}-{i}"
     cfg = work / f"m-{threads}-{i}.toml"
     cfg.write_text(f'[run]\nname = "t"\noutput_dir = "{out}"\ndevice = "cpu"\nbatch_size = 4\nimage_size = {size}\n'
-                   f'seed = 0\n\n[[datasets]]\nname = "folder"\nroot = "{images}"\nmos_csv = "{images / "mos.csv"}"\n'
-                   + MATRIX)
+                   f'seed = 0\nthreads = {threads}\n\n[[datasets]]\nname = "folder"\nroot = "{images}"\n'
+                   f'mos_csv = "{images / "mos.csv"}"\n' + MATRIX)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     times = {}
     for step in ("validate", "run"):

@@ -29,7 +29,11 @@ def bpda(defense, x: torch.Tensor, generator: torch.Generator | None) -> torch.T
 
 
 class DefendedMetric(Metric):
-    """``f ∘ D`` as a metric, with EOT over ``eot_samples`` draws and BPDA for non-differentiable ``D``."""
+    """``f ∘ D`` as a metric, with EOT over ``eot_samples`` draws and BPDA for non-differentiable ``D``.
+
+    An attack called on it observes it as it observes any model (:meth:`benchmark.attacks.base.Attack.__call__`):
+    ``last_passes`` counts passes of ``f ∘ D`` (each is ``eot_samples`` passes of ``f`` for a stochastic ``D``) and
+    ``last_scores`` are scores of ``f ∘ D``, not of ``f``: the harness reuses them only when it attacked ``f``."""
 
     def __init__(self, metric: Metric, defense, eot_samples: int = 1, generator: torch.Generator | None = None):
         super().__init__()

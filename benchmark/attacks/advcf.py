@@ -60,8 +60,7 @@ class AdvCF(Attack):
         self.eps, self.pieces, self.steps, self.lr, self.lambda_reg = eps, pieces, steps, lr, lambda_reg
         self.last_params: torch.Tensor | None = None
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         k = self.pieces
         p = torch.full((x.shape[0], x.shape[1], k), 1 / k, device=x.device, dtype=x.dtype, requires_grad=True)
         opt = torch.optim.Adam([p], lr=self.lr)
@@ -84,4 +83,4 @@ class AdvCF(Attack):
                     p.copy_(torch.nan_to_num(p, nan=1 / k).clamp(1 / k, (1 + self.eps) / k))
         self.last_params = best_p
         self.last_budget = (best_p.amax(-1) / best_p.amin(-1)).amax(-1) - 1
-        return self.finish(best.detach(), x)
+        return best

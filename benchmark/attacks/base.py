@@ -7,9 +7,11 @@ predicted quality (the benchmark-cheating threat, default) or ``-1`` to lower it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, final
 
 import torch
+
+from .observe import CallObserver
 
 Direction = Literal["increase", "decrease"]
 
@@ -29,7 +31,19 @@ BUDGET_UNITS: dict[str, tuple[str, str]] = {
 
 
 class Attack:
-    """Base class. Subclasses implement ``__call__(model, x, *, generator) -> x_adv``.
+    """Base class of every attack. A subclass implements one hook, :meth:`perturb`
+    ``(model, x, *, generator) -> x_adv``, and declares its capabilities; it never overrides ``__call__``.
+
+    ``attack(model, x, *, generator=None, output_8bit=False) -> x_adv`` (:meth:`__call__`, defined here once)
+    runs the hook and does the rest: it clears the per-call state (:attr:`last_scores`, :attr:`last_budget`,
+    :attr:`last_passes`); sets :attr:`output_8bit` for the call (the attacked images are stored as 8-bit files),
+    so that an attack that scores its output can put it on the 8-bit grid first (:meth:`finish`); puts the hook's
+    output on that grid with the budget kept (:meth:`finish`, idempotent, so an attack that already did so is
+    unchanged); counts the model's forward and backward image passes (:attr:`last_passes`); and, where the
+    attack already scored exactly the images it returns without a gradient, hands those scores back
+    (:attr:`last_scores`), so the harness need not score them again. An attack keeps no score of its own for
+    that: calling :meth:`finish` before a final scoring pass (as PGD does, to compare restarts as they will be
+    stored) is an optimisation, never a rule.
 
     Capabilities (class attributes the harness reads, with their defaults): ``threat_model`` (``"linf"``,
     ``"l2"``, ``"universal"``, ...); ``budget_unit`` (the unit its budget is given and kept in, a key of
@@ -49,11 +63,14 @@ class Attack:
     strength_param: str = "eps"  # the constructor keyword the budget calibration varies
     needs_gradient: bool = True
     needs_fit: bool = False
-    # The model's scores of the images the last call returned, when the attack computed them on exactly
-    # those images (its final forward pass), else None: the harness then need not score them again.
+    # Set by the base call: the model's scores of the images the last call returned, when the attack scored
+    # exactly those images without a gradient (else None); the harness then need not score them again.
     last_scores: torch.Tensor | None = None
-    # Set by the harness when attacked images are stored as 8-bit files (run.attacked_images = "png"): an
-    # attack that scores its output quantises it first (:meth:`finish`), so those scores are the stored file's.
+    # Set by the base call: the model's forward and backward image passes during the last call, as
+    # {"forward": n, "backward": m} (None when the model is not an nn.Module and so cannot be observed).
+    last_passes: dict[str, int] | None = None
+    # True for the duration of a call with output_8bit=True (the attacked images are stored as 8-bit files):
+    # :meth:`finish` then puts an image on the 8-bit grid, so that an attack scores what will be stored.
     output_8bit: bool = False
 
     def __init__(self, direction: Direction = "increase"):
@@ -128,6 +145,8 @@ class Attack:
 
     def finish(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The output as the harness will store it: on the 8-bit grid when ``output_8bit``, else unchanged.
+        Idempotent: the base call applies it to every output, so an attack calls it only to score (or compare)
+        images as they will be stored.
 
         Quantisation keeps the budget: an L∞ one by clipping the levels (:func:`benchmark.images.quantize_8bit`),
         an L2/RMSE one by shrinking the perturbation towards ``x`` (:func:`shrink_8bit`), any other unit by
@@ -157,8 +176,47 @@ class Attack:
         """Train the attack's state on ``model`` (or load it from ``artifact``); ``needs_fit`` attacks override."""
         raise NotImplementedError(f"{type(self).__name__} has nothing to fit (needs_fit is False)")
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        raise NotImplementedError
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The attack: ``x'`` for the B×3×H×W images ``x`` in [0, 1] against ``model`` (a metric, or the
+        composite ``metric ∘ defense`` of an adaptive attack), drawing any randomness from ``generator``. The one
+        hook a subclass implements; the base :meth:`__call__` runs it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement perturb(model, x, *, generator)")
+
+    @final
+    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None,
+                 output_8bit: bool = False) -> torch.Tensor:
+        """``x'`` of :meth:`perturb`, detached, on the 8-bit grid within the budget when ``output_8bit``; sets
+        :attr:`last_scores`, :attr:`last_passes` (and the attack's :attr:`last_budget`) for this call."""
+        if self.output_8bit and not output_8bit:  # set on the instance, as the harness did before this call
+            raise TypeError(f"{type(self).__name__}.output_8bit is set on the attack; ask for 8-bit output per "
+                            "call instead: attack(model, x, generator=..., output_8bit=True)")
+        self.last_scores = self.last_budget = self.last_passes = None
+        x = x.detach()
+        previous, self.output_8bit = self.output_8bit, bool(output_8bit)
+        try:
+            with CallObserver(model) as seen:
+                out = self.finish(self.perturb(model, x, generator=generator).detach(), x)
+        finally:
+            self.output_8bit = previous
+        self.last_passes = seen.passes
+        if seen.kept:  # some images were scored without a gradient: are they the returned ones?
+            self.last_scores = seen.scores_of(out, (1.0 if self.direction == "increase" else -1.0) * model.sign)
+        return out
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__} overrides Attack.__call__: implement "
+                            "perturb(self, model, x, *, generator) -> x_adv instead (the base call quantises, "
+                            "counts passes and reuses scores around it)")
+
+    @classmethod
+    def check_params(cls, params: dict, base: Path) -> dict:
+        """``validate``: the attack is built (cheap), so a value its constructor refuses is a config error naming
+        the key before any work (:func:`benchmark.params.checked_by_building`; the four families' one route)."""
+        from ..params import checked_by_building
+
+        return checked_by_building(cls, params)
 
 
 def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:

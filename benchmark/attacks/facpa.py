@@ -125,7 +125,7 @@ class FACPA(Attack):
         return {"eps": self.eps, "size": self.size, "epochs": self.epochs, "lr": self.lr,
                 "batch_size": self.batch_size, "ngf": self.ngf, "direction": self.direction}
 
-    def perturb(self, net: UNetGenerator, x: torch.Tensor) -> torch.Tensor:
+    def generated(self, net: UNetGenerator, x: torch.Tensor) -> torch.Tensor:
         """``eps · tanh(G(x))``, ``x`` padded to a multiple of ``2^depth`` and the output cropped back."""
         m = 2 ** net.depth
         h, w = x.shape[-2:]
@@ -140,7 +140,7 @@ class FACPA(Attack):
 
     def train_step(self, model, state: dict[str, Any], xb: torch.Tensor) -> None:
         net, opt = state["net"], state["opt"]
-        loss = -self.objective(model, (xb + self.perturb(net, xb)).clamp(0, 1)).mean()
+        loss = -self.objective(model, (xb + self.generated(net, xb)).clamp(0, 1)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -168,11 +168,9 @@ class FACPA(Attack):
         partial.unlink(missing_ok=True)
         return self.net.eval()
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.net is None:
             raise RuntimeError("FACPA.fit() must run before the attack is applied")
-        x = x.detach()
         net = self.net.to(x.device).eval()
         with torch.no_grad():
-            x_adv = (x + self.amplitude * self.perturb(net, x)).clamp(0, 1)
-        return self.finish(x_adv, x)
+            return (x + self.amplitude * self.generated(net, x)).clamp(0, 1)

@@ -23,6 +23,6 @@ class FGSM(Attack):
             raise ValueError(f"eps must be within (0, 1] (an L∞ radius on [0, 1] images), got {eps}")
         self.eps = eps
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         grad, _ = self.gradient(model, x)
         return project_linf(x + self.eps * grad.sign(), x, self.eps).detach()

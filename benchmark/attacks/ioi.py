@@ -78,9 +78,8 @@ class IOI(Attack):
         within("mask_floor", mask_floor, 0, 1, hi_open=True)
         self.eps, self.keep, self.window, self.mask_floor = eps, keep, window, mask_floor
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         grad, _ = self.gradient(model, x)
         d = (x + self.eps * grad.sign()).clamp(0, 1) - x
         x_adv = x + texture_mask(x, self.window, self.mask_floor) * high_part(d, x, self.keep)
-        return self.finish(project_linf(x_adv, x, self.eps), x)
+        return project_linf(x_adv, x, self.eps)

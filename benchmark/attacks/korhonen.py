@@ -42,8 +42,7 @@ class Korhonen(Attack):
         within("dilation", dilation, 1, MAX_KERNEL, integer=True, odd=True)  # an even window shifts the mask
         self.eps, self.steps, self.lr, self.dilation = eps, steps, lr, dilation
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         mask = activity_map(x, self.dilation)
         delta = torch.zeros_like(x, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=self.lr)

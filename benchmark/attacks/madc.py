@@ -31,8 +31,7 @@ class MADC(Attack):
         self.eps, self.steps = eps, steps
         self.alpha = alpha if alpha is not None else eps / 2
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         scale = x[0].numel() ** 0.5  # RMSE r <-> L2 norm r·sqrt(N)
         noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
         adv = (x + l2_normalize(noise) * self.eps * scale).clamp(0, 1)

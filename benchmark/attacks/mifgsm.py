@@ -30,14 +30,13 @@ class MIFGSM(Attack):
         self.eps, self.steps, self.decay = eps, steps, decay
         self.alpha = alpha if alpha is not None else eps / steps
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         adv, g = x.clone(), torch.zeros_like(x)
         for _ in range(self.steps):
             grad, _ = self.gradient(model, adv)
             g = self.decay * g + self.momentum_term(grad)
             adv = project_linf(adv + self.alpha * g.sign(), x, self.eps).detach()
-        return self.finish(adv, x)
+        return adv
 
     @staticmethod
     def momentum_term(grad: torch.Tensor) -> torch.Tensor:

@@ -71,11 +71,9 @@ class NES(Attack):
         return grad / (self.samples * self.sigma), mean_obj / self.samples
 
     @torch.no_grad()
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
-        self.last_scores = None
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         best = x.clone()
-        best_obj, best_scores = self.scored_objective(model, x)
+        best_obj, _ = self.scored_objective(model, x)
         adv, g = x.clone(), torch.zeros_like(x)
         lr = torch.full((x.shape[0],), self.lr, dtype=x.dtype, device=x.device)
         history: list[torch.Tensor] = []  # mean sampled objective per iteration since the last anneal
@@ -91,9 +89,7 @@ class NES(Attack):
                     history = [] if bool(fell.all()) else history
             adv = project_linf(adv + lr.view(-1, 1, 1, 1) * g.sign(), x, self.eps)
             stored = self.finish(adv, x)
-            obj, scores = self.scored_objective(model, stored)
+            obj, _ = self.scored_objective(model, stored)
             better = obj > best_obj
-            best[better], best_obj[better], best_scores[better] = stored[better], obj[better], scores[better]
-        if bool(torch.isfinite(best_obj).all()):
-            self.last_scores = best_scores
+            best[better], best_obj[better] = stored[better], obj[better]
         return best

@@ -62,20 +62,16 @@ class OnePixel(Attack):
             out[k, :, rows[:, j], cols[:, j]] = colour[:, j, :x.shape[0]]
         return out
 
-    def search(self, model, x: torch.Tensor, seed: int) -> tuple[np.ndarray, float, torch.Tensor | None]:
-        """Differential evolution for one image: the best candidate, its objective and its score."""
+    def search(self, model, x: torch.Tensor, seed: int) -> tuple[np.ndarray, float]:
+        """Differential evolution for one image: the best candidate and its objective."""
         h, w = x.shape[-2:]
-        best: list = [-float("inf"), None]  # the best objective scored and its score
 
         def negative_objective(pop: np.ndarray) -> np.ndarray:  # pop: (5·pixels, S), one column per candidate
             cand = np.ascontiguousarray(pop.T)
             out = np.empty(len(cand))
             for i in range(0, len(cand), self.batch_size):
-                obj, scores = self.scored_objective(model, self.apply(x, cand[i:i + self.batch_size]))
+                obj, _ = self.scored_objective(model, self.apply(x, cand[i:i + self.batch_size]))
                 out[i:i + len(obj)] = -obj.double().cpu().numpy()
-                k = int(torch.nan_to_num(obj, nan=-float("inf")).argmax())
-                if float(obj[k]) > best[0]:
-                    best[:] = [float(obj[k]), scores[k]]
             return np.nan_to_num(out, nan=np.inf)  # an unscoreable candidate is never the best
 
         bounds = [(0, h), (0, w), (0, 256), (0, 256), (0, 256)] * self.pixels
@@ -83,19 +79,15 @@ class OnePixel(Attack):
             negative_objective, bounds, maxiter=self.iters, popsize=max(1, self.popsize // len(bounds)),
             recombination=1, mutation=(0.5, 1), strategy="best1bin", tol=0, atol=-1, polish=False,
             init="latinhypercube", updating="deferred", vectorized=True, rng=np.random.default_rng(seed))
-        return res.x, -float(res.fun), best[1]
+        return res.x, -float(res.fun)
 
     @torch.no_grad()
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
-        self.last_scores = None
-        clean_obj, clean_scores = self.scored_objective(model, x)
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        clean_obj, _ = self.scored_objective(model, x)
         seeds = torch.randint(0, 2**63 - 1, (len(x),), generator=generator).tolist()
-        out, scores = x.clone(), clean_scores.clone()
+        out = x.clone()
         for b in range(len(x)):
-            cand, obj, score = self.search(model, x[b], seeds[b])
+            cand, obj = self.search(model, x[b], seeds[b])
             if obj > float(clean_obj[b]):
-                out[b], scores[b] = self.apply(x[b], cand[None])[0], score
-        if bool(torch.isfinite(scores).all()):
-            self.last_scores = scores
+                out[b] = self.apply(x[b], cand[None])[0]
         return out

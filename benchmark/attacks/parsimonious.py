@@ -24,7 +24,6 @@ points on four photographs); tests pass fewer.
 from __future__ import annotations
 
 import heapq
-import math
 
 import torch
 
@@ -70,19 +69,18 @@ class Parsimonious(Attack):
         noise = signs[:, :, _cells(signs.shape[2], h, x.device)][:, :, :, _cells(signs.shape[3], w, x.device)]
         return self.finish((x + self.eps * noise).clamp(0, 1), x)
 
-    def score_flips(self, model, x, signs, pairs):
-        """Objective and scores of each ``(image, block)`` flip of ``pairs``, in shared forward passes."""
-        objs, scores = [], []
+    def score_flips(self, model, x, signs, pairs) -> list[float]:
+        """Objective of each ``(image, block)`` flip of ``pairs``, in shared forward passes."""
+        objs = []
         for i in range(0, len(pairs), _PASS):
             chunk = pairs[i:i + _PASS]
             idx = torch.tensor([b for b, _ in chunk], device=x.device)
             s = signs[idx].clone()
             flat = s.view(len(chunk), -1)
             flat[torch.arange(len(chunk)), torch.tensor([j for _, j in chunk], device=x.device)] *= -1
-            o, sc = self.scored_objective(model, self.render(x[idx], s))
+            o, _ = self.scored_objective(model, self.render(x[idx], s))
             objs += o.tolist()
-            scores.append(sc)
-        return objs, (torch.cat(scores) if scores else None)
+        return objs
 
     def local_search(self, model, x, st, blocks: list[int]) -> None:
         """Lazy-greedy insertion (flip − to +) then deletion (+ to −) over ``blocks``, ``max_iters`` rounds."""
@@ -95,16 +93,16 @@ class Parsimonious(Attack):
                 for b in live:
                     cand = [j for j in blocks if flat[b, j] != target]
                     pairs += [(b, j) for j in cand[:self.queries - st["used"][b]]]
-                objs, scores = self.score_flips(model, x, signs, pairs)
+                objs = self.score_flips(model, x, signs, pairs)
                 heaps: dict[int, list] = {b: [] for b in live}
-                for k, ((b, j), o) in enumerate(zip(pairs, objs)):
+                for (b, j), o in zip(pairs, objs):
                     st["used"][b] += 1
-                    heaps[b].append((-(o - st["obj"][b]), j, k))
+                    heaps[b].append((-(o - st["obj"][b]), j))  # a block is once in its image's heap
                 for b, hp in heaps.items():  # take the best flip where it improves
                     heapq.heapify(hp)
                     if hp and -hp[0][0] > 0:
-                        gain, j, k = heapq.heappop(hp)
-                        self.accept(st, b, j, st["obj"][b] - gain, scores[k])
+                        gain, j = heapq.heappop(hp)
+                        self.accept(st, b, j, st["obj"][b] - gain)
                     else:
                         hp.clear()
                 # lazy greedy: re-score each image's top candidate, keep it if it still beats the next one
@@ -113,34 +111,31 @@ class Parsimonious(Attack):
                     if not active:
                         break
                     tops = {b: heapq.heappop(heaps[b]) for b in active}
-                    objs, scores = self.score_flips(model, x, signs, [(b, tops[b][1]) for b in active])
+                    objs = self.score_flips(model, x, signs, [(b, tops[b][1]) for b in active])
                     for k, b in enumerate(active):
                         st["used"][b] += 1
                         gain, j = objs[k] - st["obj"][b], tops[b][1]
                         hp = heaps[b]
                         if not hp or gain >= -hp[0][0]:
                             if gain > 0:
-                                self.accept(st, b, j, objs[k], scores[k:k + 1])
+                                self.accept(st, b, j, objs[k])
                             else:
                                 hp.clear()  # nothing left improves
                         else:
-                            heapq.heappush(hp, (-gain, j, -1))
+                            heapq.heappush(hp, (-gain, j))
 
     @staticmethod
-    def accept(st, b: int, j: int, obj: float, score: torch.Tensor) -> None:
+    def accept(st, b: int, j: int, obj: float) -> None:
         st["signs"].view(st["signs"].shape[0], -1)[b, j] *= -1
         st["obj"][b] = obj
-        st["scores"][b] = score.reshape(())
 
     @torch.no_grad()
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
-        self.last_scores = None
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         n, c, h, w = x.shape
         gh, gw = min(self.grid, h), min(self.grid, w)
         signs = -torch.ones((n, c, gh, gw), dtype=x.dtype, device=x.device)
-        obj, scores = self.scored_objective(model, self.render(x, signs))
-        st = {"signs": signs, "obj": obj.tolist(), "scores": scores.clone(), "used": [1] * n}
+        obj, _ = self.scored_objective(model, self.render(x, signs))
+        st = {"signs": signs, "obj": obj.tolist(), "used": [1] * n}
         while min(st["used"]) < self.queries:
             blocks = torch.randperm(c * gh * gw, generator=generator).tolist()
             for i in range(0, len(blocks), self.block_batch):
@@ -150,7 +145,4 @@ class Parsimonious(Attack):
                 rows, cols = _parents(gh, nh, h, x.device), _parents(gw, nw, w, x.device)
                 st["signs"] = st["signs"][:, :, rows][:, :, :, cols].contiguous()
                 gh, gw = nh, nw
-        out = self.render(x, st["signs"])
-        if all(math.isfinite(o) for o in st["obj"]):
-            self.last_scores = st["scores"]
-        return out
+        return self.render(x, st["signs"])

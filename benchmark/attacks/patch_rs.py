@@ -97,14 +97,12 @@ class PatchRS(Attack):
         return out
 
     @torch.no_grad()
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
-        self.last_scores = None
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         n, c, h, w = x.shape
         s = self.side(h, w)
         loc = torch.stack([self._int(h - s + 1, (n,), generator), self._int(w - s + 1, (n,), generator)], 1)
         patches = self.start_patches(x, loc, s, generator)
-        best_obj, best_scores = self.scored_objective(model, self.paste(x, patches, loc))
+        best_obj, _ = self.scored_objective(model, self.paste(x, patches, loc))
         it_single = next((t for t in range(self.queries) if int(self.p_at(t) ** 0.5 * s) <= 1), self.queries)
         it_single += (self.queries - it_single) // 2  # single-channel flips from here on
         for it in range(1, self.queries):
@@ -131,11 +129,8 @@ class PatchRS(Attack):
                     else:  # the opposite level of one channel of one pixel
                         k = int(channel[b])
                         new_p[b, k][sq[1:]] = torch.round((1 - new_p[b, k][sq[1:]]) * 255) / 255
-            obj, scores = self.scored_objective(model, self.paste(x, new_p, new_l))
+            obj, _ = self.scored_objective(model, self.paste(x, new_p, new_l))
             better = obj > best_obj
             patches[better], loc[better.cpu()] = new_p[better], new_l[better.cpu()]
-            best_obj, best_scores = torch.where(better, obj, best_obj), torch.where(better, scores, best_scores)
-        out = self.paste(x, patches, loc)
-        if bool(torch.isfinite(best_obj).all()):
-            self.last_scores = best_scores
-        return out
+            best_obj = torch.where(better, obj, best_obj)
+        return self.paste(x, patches, loc)

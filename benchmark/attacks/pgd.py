@@ -54,24 +54,17 @@ class PGD(Attack):
             noise = l2_normalize(noise) * r.view(-1, 1, 1, 1)
         return self.project(x + noise * self.eps, x)
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
-        self.last_scores = None
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         best, best_obj = x.clone(), torch.full((x.shape[0],), -float("inf"), device=x.device)
-        best_scores = None
         for _ in range(self.restarts):
             adv = self.start(x, generator)
             for _ in range(self.steps):
                 grad, _ = self.gradient(model, adv)
                 adv = self.project(adv + self.alpha * self.step(grad), x).detach()
             adv = self.finish(adv, x)  # restarts are compared, and scored, as they will be stored
-            obj, scores = self.scored_objective(model, adv)
-            better = obj > best_obj
+            obj, _ = self.scored_objective(model, adv)
+            better = obj > best_obj  # an image whose objective is never finite stays clean
             best[better], best_obj[better] = adv[better], obj[better]
-            best_scores = torch.full_like(scores, float("nan")) if best_scores is None else best_scores
-            best_scores[better] = scores[better]
-        if bool(torch.isfinite(best_obj).all()):  # else some image stayed clean: its score was not computed
-            self.last_scores = best_scores
         return best
 
 

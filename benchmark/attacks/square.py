@@ -50,8 +50,7 @@ class Square(Attack):
         return torch.rand(shape, generator=generator, device="cpu").to(device)
 
     @torch.no_grad()
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         adv = x.clone()
         if self.init == "stripes":

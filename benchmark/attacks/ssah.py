@@ -50,8 +50,7 @@ class SSAH(Attack):
         within("lambda_lf", lambda_lf, 0, 1e6)
         self.eps, self.steps, self.lr, self.lambda_lf = eps, steps, lr, lambda_lf
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         lf = low_frequency(x)
         adv = x.clone().requires_grad_(True)
         opt = torch.optim.Adam([adv], lr=self.lr)
@@ -65,4 +64,4 @@ class SSAH(Attack):
                 opt.step()
                 with torch.no_grad():
                     adv.copy_(project_linf(torch.nan_to_num(adv), x, self.eps))
-        return self.finish(adv.detach(), x)
+        return adv.detach()

@@ -95,11 +95,10 @@ class StAdv(Attack):
                     flow.copy_(project_flow(torch.nan_to_num(flow), self.eps))
         return flow.detach()
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         flow = torch.cat([self._one(model, x[i:i + 1]) for i in range(len(x))])
         self.last_flow = flow
         self.last_budget = flow.norm(dim=1).flatten(1).amax(1)
         with torch.no_grad():
             adv = warp(x, flow).clamp(0, 1)
-        return self.finish(adv, x)
+        return adv

@@ -60,10 +60,10 @@ class TorchAttacks(Attack):
         self.eps = float(self.options.get("eps", 8 / 255))
         self.options.setdefault("eps", self.eps)
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         wrapped = TwoLogits(self, model).eval()
         atk = self.cls(wrapped, **self.options)
         labels = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         if generator is not None:  # torchattacks draws from the global RNG: seed it from ours
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        return atk(x.detach(), labels).detach()
+        return atk(x, labels)

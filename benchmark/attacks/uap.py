@@ -209,8 +209,8 @@ class UAP(Attack):
         partial.unlink(missing_ok=True)
         return self.delta
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.delta is None:
             raise RuntimeError(f"{type(self).__name__}.fit() must run before the attack is applied")
         d = tile(self.delta.to(x.device, x.dtype), x.shape[-2], x.shape[-1])
-        return self.finish((x.detach() + self.amplitude * d).clamp(0, 1), x.detach())
+        return (x + self.amplitude * d).clamp(0, 1)

@@ -118,8 +118,7 @@ class Zhang(Attack):
     def keep_budget_8bit(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self._pull_back(q, x, self._dist(x), grid=True)
 
-    def __call__(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.detach()
+    def perturb(self, model, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         dist = self._dist(x)  # builds the distance network first: missing weights fail before any step
         adv = x.clone().requires_grad_(True)
         opt = torch.optim.Adam([adv], lr=self.lr)
@@ -132,4 +131,4 @@ class Zhang(Attack):
                 opt.step()
                 with torch.no_grad():
                     adv.copy_(self._pull_back(torch.nan_to_num(adv).clamp(0, 1), x, dist, grid=False))
-        return self.finish(adv.detach(), x)
+        return adv.detach()

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..params import expect_at_least
+from ..params import bind, expect_at_least
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,18 @@ class Dataset:
     def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
         """Check constructor parameters without reading any data (``validate``; :mod:`benchmark.params`).
 
-        Here: ``limit`` (when the class takes it) is at least 1. Subclasses extend this and call ``super()``.
+        Here: the keywords are the constructor's, and ``limit`` (when the class takes it) is at least 1.
+        Subclasses extend this and call ``super()``; a constructor may call it with the few values it checks.
         """
+        bind(cls, params, partial=True)
         expect_at_least(params, "limit", 1, "a number of images")
         return params
+
+    @classmethod
+    def check_files(cls, params: dict[str, Any]) -> None:
+        """``validate``'s deep check (:mod:`benchmark.config_files`): the dataset is built, so its folder is listed
+        and its score table parsed (every bad row reported), no image decoded. Subclasses may check less."""
+        cls(**params)
 
     def ids(self) -> list[str]:
         raise NotImplementedError
@@ -64,5 +72,5 @@ class Dataset:
 
 def spec_mos_lower_better(cls: type, params: dict) -> bool:
     """The MOS direction of dataset class ``cls`` built with ``params``: the parameter ``mos_lower_better``
-    when given, else the class attribute (False, higher is better, for classes that declare none)."""
-    return bool(params.get("mos_lower_better", getattr(cls, "mos_lower_better", False)))
+    when given, else the class attribute (:class:`Dataset` declares False, higher is better)."""
+    return bool(params.get("mos_lower_better", cls.mos_lower_better))

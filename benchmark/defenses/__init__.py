@@ -1,10 +1,8 @@
-"""Defense plugins: ``forward(x, *, generator) -> x_purified`` with capability attributes."""
-from . import (  # noqa: F401  (registration)
-    bilateral, classic_denoise, cohen_smoothing, denoised_smoothing, flip, gaussian_blur, identity, jpeg, median,
-    median_smoothing, quantize, random_crop, random_noise, random_rotate, resize, unsharp)
-from . import diffpure, diffusion_smoothing, dncnn  # noqa: F401  (registration)
-from . import diffjpeg, robust_metric  # noqa: F401  (registration)
-from . import disco, fcn, mprnet, realesrgan  # noqa: F401  (registration)
+"""Defense plugins: ``forward(x, *, generator) -> x_purified`` with capability attributes.
+
+Every module of this package is imported by :func:`benchmark.registry.load_builtin_plugins`; a plugin module
+registers its class with ``@DEFENSES.register(name)``, a helper module (``base``, ``denoiser``) registers nothing.
+"""
 from .base import Defense
 
 __all__ = ["Defense"]

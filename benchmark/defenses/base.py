@@ -20,6 +20,10 @@ attribute, never the harness a name):
   identity, ``defended_metric(metric)`` returns the replacement as a module (what an adaptive attack
   differentiates through), and ``metric_problem(spec)`` says why it cannot stand for the cell's metric
   (a ``PluginSpec``), or None; the runner skips such cells with that reason.
+
+``validate`` checks a defense's parameters by building it (``check_params``, :mod:`benchmark.params`: cheap,
+and its constructor checks its ranges); ``check_files`` is what a defense says about its files without
+allocating (built on the meta device), which ``validate`` asks when a file it names is missing.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..params import expect_file
+from ..params import build_on_meta, checked_by_building, expect_file
 
 
 class Defense(nn.Module):
@@ -39,6 +43,19 @@ class Defense(nn.Module):
     wraps_metric: bool = False
     changes_geometry: bool = False
     replaces_metric: bool = False
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
+        """``validate``: the defense is built (:func:`~benchmark.params.checked_by_building`), so a value its
+        constructor refuses is a config error naming the key before any work. Subclasses that check more call
+        ``super()``."""
+        return checked_by_building(cls, params)
+
+    @classmethod
+    def check_files(cls, params: dict[str, Any]) -> None:
+        """The defense built on the meta device: its checkpoint read safely and checked, nothing allocated; a
+        missing file is a :class:`~benchmark.errors.MissingWeightsError` saying where its release lives."""
+        build_on_meta(lambda: cls(**params))
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -96,5 +113,5 @@ class CheckpointDefense(Defense):
     @classmethod
     def check_params(cls, params: dict[str, Any], base: Path) -> dict[str, Any]:
         expect_file(params, "weights")
-        return params
+        return super().check_params(params, base)
 

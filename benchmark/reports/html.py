@@ -1,12 +1,20 @@
-"""A self-contained HTML page per run (no CDN, no network; opens from ``file://``), rendered by jinja2 from the
-stored records: one section per (dataset, metric) with the defense ranking per budget (bootstrap intervals,
-:mod:`benchmark.reports.ranking`), the grouped cell table, the heatmap, budget curves, the trade-off plot and
-image strips; then the certified intervals, failures, skipped items and provenance. Headers and hover texts come
-from :mod:`benchmark.schema`. Every link is inside the page (or to another run's report, relative to it): the
-page can be copied or shared on its own."""
+"""The run's HTML report (no CDN, no network; opens from ``file://``), rendered by jinja2 from the stored records:
+one section per (dataset, metric) with the defense ranking per budget (bootstrap intervals,
+:mod:`benchmark.reports.ranking`), the grouped cell table, the heatmap, budget curves, the trade-off plot and the
+image strips the run stored (:mod:`benchmark.reports.strips`); then the certified intervals, failures, skipped
+items and provenance. Headers and hover texts come from :mod:`benchmark.schema`.
+
+Bounded at study size: a run of at most ``SINGLE_PAGE_CELLS`` cells is one page, ``report.html``; a larger one is
+an index, ``report.html`` (every section's ranking and verdict, certified intervals, failures, provenance), and one
+page per section in the folder ``report/`` beside it (``report/<metric>-on-<dataset>-<hash>.html``: the section in
+full). Each page embeds its own images (within the strips' budget) and links only inside itself, to the index or
+to its sibling pages by relative paths, so ``report.html`` and ``report/`` can be copied or shared together. The
+table of every column is shown for sections of at most ``RAW_TABLE_CELLS`` cells (summary.csv has it for all)."""
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import jinja2
@@ -20,8 +28,27 @@ from .certificates import certificate_panels
 from .format import fmt
 from .ranking import rule_text
 from .runinfo import attach_baseline, load_manifest, measures_link, provenance_text
-from .strips import pick_image, report_strips
+from .strips import StoredStrips, section_strips
 from .verdicts import run_statistics
+
+SINGLE_PAGE_CELLS = 200   # a run of more cells gets one page per (dataset, metric) in report/
+RAW_TABLE_CELLS = 200     # the table of every column is left out of larger sections (summary.csv has it)
+MAX_ERRORS = 200          # failures listed on the page (errors/ holds every one)
+PAGES = "report"          # the folder of the section pages, beside report.html
+PAGE_NAME = re.compile(r"^[A-Za-z0-9-]+-[0-9a-f]{8}\.html$")
+
+
+def page_name(dataset: str, metric: str) -> str:
+    """The file name of a section's page: readable, and unique by a hash of (dataset, metric)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{metric}-on-{dataset}").strip("-")[:48].strip("-") or "section"
+    return f"{slug}-{hashlib.sha256(json.dumps([dataset, metric]).encode()).hexdigest()[:8]}.html"
+
+
+def cell_page(run_dir: Path, dataset: str, metric: str) -> str:
+    """Where a cell's row is, relative to the run directory: its section's page when the report was split,
+    else ``report.html``."""
+    page = f"{PAGES}/{page_name(dataset, metric)}"
+    return page if (Path(run_dir) / page).is_file() else "report.html"
 
 
 def template_env() -> jinja2.Environment:
@@ -58,29 +85,20 @@ def non_adaptive_defenses(summary: pd.DataFrame) -> list[str]:
     return [d for d in dict.fromkeys(summary["defense"]) if d not in met and d not in base]
 
 
-def strip_plan(cells: pd.DataFrame, records: pd.DataFrame | None, ranking: dict, keys: list[dict],
-               anchors: dict[int, str]) -> dict:
-    """Which cells a section shows images of (the baseline and each defense under its worst-case attack, in the
-    order of the first budget's ranking) and on which image (the one the strongest attack on the baseline moves
-    most)."""
+def strip_plan(ranking: dict, keys: list[dict], anchors: dict[int, str]) -> list[dict]:
+    """The cells whose strips a section shows: the baseline and each defense under its worst-case attack, in the
+    order of the first budget's ranking (the run's strip stages stored their images)."""
     rows = ranking["rows"]
-    if records is None or rows.empty:
-        return {"cells": [], "image_id": None}
-    budget = rows["budget_label"].iloc[0]
-    chosen = rows[rows["budget_label"] == budget]
+    if rows.empty:
+        return []
+    chosen = rows[rows["budget_label"] == rows["budget_label"].iloc[0]]
     by_index = {k["index"]: k for k in keys}
     out = []
     for r in chosen.itertuples():
         i = r.cell_index[0] if r.cell_index else None
         if i in by_index:
             out.append({**by_index[i], "anchor": f"strip-{i}", "cell_anchor": anchors.get(i), "baseline": r.baseline})
-    first = out[0] if out else None
-    image = None
-    if first is not None:
-        rec = records[(records["dataset"] == first["dataset"]) & (records["metric"] == first["metric"])
-                      & (records["attack"] == first["attack"]) & (records["defense"] == first["defense"])]
-        image = pick_image(rec)
-    return {"cells": out, "image_id": image}
+    return out
 
 
 def section_context(cells: pd.DataFrame, records: pd.DataFrame | None, manifest: dict, colours, markers,
@@ -99,14 +117,17 @@ def section_context(cells: pd.DataFrame, records: pd.DataFrame | None, manifest:
     budget, budget_note = sections.budget_panels(cells, rec, manifest, colours)
     return {"dataset": ds, "metric": metric, "id": f"sec-{cells.index[0]}", "info": info,
             "ranking": ranking, "table": sections.compact_table(cells, anchors),
-            "raw": sections.raw_table(cells), "heatmap": sections.heatmap(cells, anchors),
+            "raw": sections.raw_table(cells) if len(cells) <= RAW_TABLE_CELLS else None, "n_cells": len(cells),
+            "heatmap": sections.heatmap(cells, anchors),
             "budget": budget, "budget_note": budget_note,
             "tradeoff": sections.tradeoff_plot(ranking, anchors, colours),
-            "strip_plan": strip_plan(cells, rec, ranking, keys, anchors)}
+            "strip_plan": strip_plan(ranking, keys, anchors), "page": None}
 
 
 def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | None = None, *,
-                progress: bool = False) -> Path:
+                progress: bool = False, by_cell: dict | None = None) -> Path:
+    """Write report.html (and, past ``SINGLE_PAGE_CELLS`` cells, the section pages in report/); ``by_cell``: the
+    cells' bootstrap statistics when the caller has them (:func:`~benchmark.reports.verdicts.run_statistics`)."""
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)
     summary = summary.reset_index(drop=True)
@@ -119,7 +140,8 @@ def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | No
     markers = plots.marker_map(list(summary["attack"]) if len(summary) else [])
     anchors = {i: f"cell-{i}" for i in summary.index}
     keys = _cells_with_keys(run_dir, summary)
-    by_cell = run_statistics(run_dir, records, summary) if len(summary) else {}
+    if not by_cell:
+        by_cell = run_statistics(run_dir, records, summary) if len(summary) else {}
     stats = {i: by_cell.get((r.dataset, r.metric, r.attack, r.defense)) for i, r in zip(summary.index,
                                                                                       summary.itertuples())}
     stats = {i: s for i, s in stats.items() if s is not None}
@@ -127,21 +149,36 @@ def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | No
     groups = list(summary.groupby(["dataset", "metric"], sort=False)) if len(summary) else []
     secs = [section_context(g, records, manifest, colours, markers, anchors, stats, keys)
             for _, g in tqdm(groups, desc="report: sections", disable=not progress or len(groups) < 2, leave=False)]
-    if records is not None and len(records):
-        for s, strip in zip(secs, report_strips(run_dir, manifest, records, [s["strip_plan"] for s in secs],
-                                                progress=progress)):
-            s["strips"] = strip
-            shown = {c["defense"]: c["anchor"] for c in (strip or {}).get("strips", []) if c.get("panels")}
-            for row in s["ranking"]["tables"][0]["rows"] if s["ranking"]["tables"] else []:
-                if row["defense"] in shown:   # the worst attack links to its images
-                    row["href"] = f"#{shown[row['defense']]}"
-    html = template_env().get_template("report.html.j2").render(
-        title=manifest.get("name", run_dir.name), sections=secs, cert_panels=panels, colours=colours,
+    errors = store.errors()
+    strips = StoredStrips(run_dir, errors)
+    for s in tqdm(secs, desc="report: image strips", disable=not progress or len(secs) < 2, leave=False):
+        s["strips"] = section_strips(strips, s.pop("strip_plan"))
+        shown = {c["defense"]: c["anchor"] for c in s["strips"]["strips"] if c.get("panels")}
+        for row in s["ranking"]["tables"][0]["rows"] if s["ranking"]["tables"] else []:
+            if row["defense"] in shown:   # the worst attack links to its images
+                row["href"] = f"#{shown[row['defense']]}"
+    split = len(summary) > SINGLE_PAGE_CELLS
+    common = dict(
+        title=manifest.get("name", run_dir.name), colours=colours, measures=measures_link(),
+        rule=rule_text(summary) if len(summary) else "", leaderboard_doc=measures_link("docs/leaderboard.md"),
+        raw_limit=RAW_TABLE_CELLS)
+    env = template_env()
+    written = set()
+    if split:
+        for s in secs:
+            name = page_name(s["dataset"], s["metric"])
+            s["page"] = f"{PAGES}/{name}"
+            written.add(name)
+        for i, s in enumerate(secs):
+            html = env.get_template("section.html.j2").render(
+                **common, s=s, index="../report.html", prev=secs[i - 1] if i else None,
+                next=secs[i + 1] if i + 1 < len(secs) else None)
+            atomic_write_text(run_dir / s["page"], html)
+    _remove_stale_pages(run_dir, written)
+    html = env.get_template("report.html.j2").render(
+        **common, sections=secs, split=split, n_cells=len(summary), cert_panels=panels, max_errors=MAX_ERRORS,
         non_adaptive=non_adaptive_defenses(summary),
-        rule=rule_text(summary) if len(summary) else "", measures=measures_link(),
-        leaderboard_doc=measures_link("docs/leaderboard.md"),
-        errors=[{k: e.get(k) for k in ("stage", "dataset", "metric", "attack", "defense", "error")}
-                for e in store.errors()],
+        errors=[{k: e.get(k) for k in ("stage", "dataset", "metric", "attack", "defense", "error")} for e in errors],
         skipped=json.loads(skipped_path.read_text()) if skipped_path.is_file() else [],
         manifest_json=json.dumps({k: manifest.get(k) for k in ("name", "run", "plugins", "versions", "git_commit",
                                                                "device", "device_name", "cpu", "torch", "cuda_version",
@@ -152,3 +189,16 @@ def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | No
     out = run_dir / "report.html"
     atomic_write_text(out, html)
     return out
+
+
+def _remove_stale_pages(run_dir: Path, keep: set[str]) -> None:
+    """Delete section pages an earlier rendering wrote that this one did not (and the folder, once empty); nothing
+    else in ``report/`` is touched."""
+    folder = run_dir / PAGES
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if PAGE_NAME.match(p.name) and p.name not in keep and p.is_file():
+            p.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()

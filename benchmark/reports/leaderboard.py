@@ -36,7 +36,7 @@ from ..schema import column
 from ..store import atomic_write_text
 from . import plots
 from .format import defense_flags, fmt, header, rank_text, value_cell
-from .html import template_env
+from .html import cell_page, template_env
 from .protocol import differences, load_plugin_files, plugin_keys, protocol
 from .ranking import defense_rows, indicative, rank_defenses, rule_text, with_values
 from .runinfo import attach_baseline, attach_direction, complete_summary, load_manifest, measures_link, \
@@ -207,7 +207,8 @@ def _detail(cells: pd.DataFrame, idx: list[int], out_dir: Path, runs: dict[str, 
         run = runs[c["run"]]
         href = None
         if run.provenance.get("report"):
-            href = f"{_relative(run.path / 'report.html', out_dir)}#cell-{int(c['cell_in_run'])}"
+            page = cell_page(run.path, c["dataset_label_in_run"], c["metric_label_in_run"])  # report.html or its page
+            href = f"{_relative(run.path / page, out_dir)}#cell-{int(c['cell_in_run'])}"
         g_d = float(stats[i]["gain"]) if i in stats and "gain" in stats[i] else c.get("defended_gain")
         out.append({"worst": k == 0, "run": c["run"], "attack": c["attack"], "href": href,
                     "vals": [fmt(g_d)] + [fmt(c.get(n)) for n in ("robust_abs_gain", "both_defended_abs_gain",

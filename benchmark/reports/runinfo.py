@@ -35,14 +35,17 @@ def baseline_defenses(run_dir: Path, manifest: dict) -> set[str]:
             labels[rec["defense"]] = labels.get(rec["defense"], False) or bool(meta["baseline"])
     missing = [e for e in (manifest.get("plugins") or {}).get("defenses", []) if e.get("label") not in labels]
     if missing:
+        from ..errors import ConfigError
         from ..registry import REGISTRIES, load_builtin_plugins
 
         load_builtin_plugins()
         for e in missing:
             try:
-                labels[e["label"]] = bool(getattr(REGISTRIES["defenses"].get(e["name"]), "baseline", False))
-            except Exception:  # a plugin file not loaded here: not a baseline
+                cls = REGISTRIES["defenses"].get(e["name"])
+            except ConfigError:  # a plugin file not loaded here: not a baseline
                 labels[e["label"]] = False
+            else:
+                labels[e["label"]] = bool(cls.baseline)  # declared by every defense (Defense.baseline)
     return {k for k, v in labels.items() if v}
 
 

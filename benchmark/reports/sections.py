@@ -111,28 +111,31 @@ def heatmap(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
     vmax = max([v for v in vals if math.isfinite(v)], default=1.0) or 1.0
     base = cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else pd.Series(False, cells.index)
     alone_by_attack = {a: as_float(v) for a, v in zip(cells.loc[base, "attack"], cells.loc[base, "defended_gain"])}
+    base_defenses = set(cells.loc[base, "defense"])
+    nan = pd.Series(math.nan, cells.index)
+    by_pair = {}   # (attack, defense) -> the first cell's index, g_D, robust gain and bias (one pass, not a filter each)
+    for i, a, d, g, rg, bias in zip(cells.index, cells["attack"], cells["defense"], cells["defended_gain"],
+                                    cells.get("robust_abs_gain", nan), cells.get("defense_bias", nan)):
+        by_pair.setdefault((a, d), (i, as_float(g), as_float(rg), as_float(bias)))
     rows = []
     for a in attacks:
-        sub = cells[cells["attack"] == a]
         alone = alone_by_attack.get(a, alone_by_attack.get(_base_attack(a), math.nan))
         bg, fg = plots.heat_colour(alone, vmax)
         row = {"attack": a, "cells": [{"text": fmt(alone), "bg": bg, "fg": fg, "href": None,
                                        "title": f"{_base_attack(a)} without defense: g = {fmt(alone)}"}]}
         for d in defenses:
-            hit = sub[sub["defense"] == d]
-            if hit.empty:
-                same = "+adaptive" in a and bool(base[cells["defense"] == d].any())
+            hit = by_pair.get((a, d))
+            if hit is None:
+                same = "+adaptive" in a and d in base_defenses
                 row["cells"].append({"text": "= transfer" if same else "", "bg": "#f7f7f7", "fg": "#999",
                                      "href": None, "title": "through the baseline the adaptive attack is the "
                                      "transfer attack (run once)" if same else "not run"})
                 continue
-            i = hit.index[0]
-            v = as_float(hit["defended_gain"].iloc[0])
+            i, v, rg, bias = hit
             bg, fg = plots.heat_colour(v, vmax)
             row["cells"].append({"text": fmt(v), "bg": bg, "fg": fg, "href": f"#{anchors.get(i, '')}",
                                  "title": f"{a} → {d}: g_D {fmt(v)} (without defense {fmt(alone)}); robust gain "
-                                          f"|s − s'_D|/r {fmt(as_float(hit['robust_abs_gain'].iloc[0]))}, bias "
-                                          f"{fmt(as_float(hit.get('defense_bias', pd.Series([math.nan])).iloc[0]))}"})
+                                          f"|s − s'_D|/r {fmt(rg)}, bias {fmt(bias)}"})
         rows.append(row)
     return {"defenses": defenses, "rows": rows, "vmax": vmax, "legend": [
         {"text": fmt(vmax * t), "bg": plots.heat_colour(vmax * t, vmax)[0], "fg": plots.heat_colour(vmax * t, vmax)[1]}
@@ -171,21 +174,23 @@ def budget_panels(cells: pd.DataFrame, records: pd.DataFrame | None, manifest: d
         return [], ("Each attack was run at one budget (" + ", ".join(
             f"{t} {plots.fmt_budget(m[0][1])}" for t, m in families.items()) + "): give a list, e.g. "
             "eps = [\"2/255\", \"4/255\", \"8/255\"], for curves of gain against budget.")
+    base = cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else pd.Series(False, cells.index)
+    gain = {}   # (attack, defense) -> g_D of the first such cell; and the baseline's g per attack
+    for a, d, g in zip(cells["attack"], cells["defense"], cells["defended_gain"]):
+        gain.setdefault((a, d), as_float(g))
+    alone_gain = {}   # attack -> (position, g) of its first baseline cell
+    for k, (a, g) in enumerate(zip(cells.loc[base, "attack"], cells.loc[base, "defended_gain"])):
+        alone_gain.setdefault(a, (k, as_float(g)))
     for title, members in families.items():
-        base = cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else \
-            pd.Series(False, cells.index)
         alone = []
         for a, b in members:
-            hit = cells[base & (cells["attack"].isin([a, _base_attack(a)]))]
-            if len(hit):
-                alone.append((b, as_float(hit["defended_gain"].iloc[0])))
+            # the first baseline cell (in cell order) of the attack or of the transfer attack it was made from
+            hit = sorted(alone_gain[x] for x in {a, _base_attack(a)} if x in alone_gain)
+            if hit:
+                alone.append((b, hit[0][1]))
         series = [{"label": "no defense (attack alone)", "colour": "#000000", "dashed": True, "points": alone}]
         for d in dict.fromkeys(cells.loc[~base, "defense"]):
-            pts = []
-            for a, b in members:
-                hit = cells[(cells["attack"] == a) & (cells["defense"] == d)]
-                if len(hit):
-                    pts.append((b, as_float(hit["defended_gain"].iloc[0])))
+            pts = [(b, gain[(a, d)]) for a, b in members if (a, d) in gain]
             series.append({"label": d, "colour": colours.get(d), "points": pts})
         p = plots.budget_curves(series, colours, title=title)
         if p:

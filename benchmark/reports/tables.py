@@ -67,15 +67,20 @@ def markdown_text(df: pd.DataFrame, **kwargs) -> str:
 RANK_SUMMARY = ["rank", "rank_low", "rank_high"]   # the cell's defense's rank at the cell's budget
 
 
-def with_ranks(summary: pd.DataFrame, records: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+def with_ranks(summary: pd.DataFrame, records: pd.DataFrame, run_dir: Path, by_cell: dict | None = None
+               ) -> pd.DataFrame:
     """``summary`` with the rank of each cell's defense in its (dataset, metric, budget) and the rank's bootstrap
-    interval (:mod:`benchmark.reports.ranking`); computes and stores the cells' bootstrap replicates."""
+    interval (:mod:`benchmark.reports.ranking`); computes and stores the cells' bootstrap replicates (into
+    ``by_cell`` when given, by (dataset, metric, attack, defense), for the page to reuse)."""
     from .ranking import budget_labels, defense_rows, rank_defenses
     from .verdicts import run_statistics
 
     if summary.empty:
         return summary
-    by_cell = run_statistics(run_dir, records, summary)
+    stats_of = run_statistics(run_dir, records, summary)
+    if by_cell is not None:
+        by_cell.update(stats_of)
+    by_cell = stats_of
     stats = {i: by_cell[(r.dataset, r.metric, r.attack, r.defense)] for i, r in zip(summary.index, summary.itertuples())
              if (r.dataset, r.metric, r.attack, r.defense) in by_cell}
     table = rank_defenses(defense_rows(summary, ["dataset", "metric", "defense"], stats))
@@ -85,14 +90,14 @@ def with_ranks(summary: pd.DataFrame, records: pd.DataFrame, run_dir: Path) -> p
     return out.drop(columns="budget_label")
 
 
-def write_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_tables(run_dir: Path, by_cell: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write records.csv, summary.csv (+ Parquet) and summary.md; returns the records (with the attack direction
-    the verdict measures use) and the summary."""
+    the verdict measures use) and the summary (``by_cell``, when given, receives the cells' bootstrap statistics)."""
     run_dir = Path(run_dir)
     stored = load_records(run_dir)
     records = attach_direction(stored.copy(), run_dir)
     summary = complete_summary(summarize(records), records, run_dir)  # + baseline flag, aligned PSNR means
-    summary = with_ranks(summary, records, run_dir)
+    summary = with_ranks(summary, records, run_dir, by_cell)
     # the schema's headline columns first, every other measure after them; summary.md shows the headline only
     summary = summary[[c for c in HEADLINE if c in summary] + [c for c in summary if c not in HEADLINE]]
     atomic_write_text(run_dir / "records.csv", csv_text(stored))

@@ -3,7 +3,7 @@ model, and its parameters within the slope-ratio bound (a parameter bound quanti
 from __future__ import annotations
 
 import torch
-from test_attacks import batch, frozen
+from attack_helpers import frozen, photos
 
 from benchmark.attacks.advcf import AdvCF, colour_filter
 from benchmark.metrics.default_model import DefaultModel
@@ -20,13 +20,12 @@ def test_equal_slopes_are_the_identity_and_slopes_shape_the_curve():
 
 def test_defaults_raise_and_lower_the_score_with_parameters_in_range():
     model = frozen(DefaultModel())
-    x = batch(3, 64)
+    x = photos(3, 64)
     with torch.no_grad():
         s = model(x)
     for direction, sign in (("increase", 1), ("decrease", -1)):
         attack = AdvCF(direction=direction)
-        attack.output_8bit = True
-        x_adv = attack(model, x)
+        x_adv = attack(model, x, output_8bit=True)
         assert torch.equal(x_adv, torch.round(x_adv * 255) / 255)
         p, k = attack.last_params, attack.pieces
         assert float(p.min()) >= 1 / k - 1e-7 and float(p.max()) <= (1 + attack.eps) / k + 1e-6
@@ -40,7 +39,7 @@ def test_defaults_raise_and_lower_the_score_with_parameters_in_range():
 
 def test_a_tighter_bound_changes_the_colours_less():
     model = frozen(DefaultModel())
-    x = batch(2, 64)
+    x = photos(2, 64)
     loose, tight = AdvCF(eps=7.0, steps=4), AdvCF(eps=0.5, steps=4)
     d_loose = (loose(model, x) - x).abs().mean()
     d_tight = (tight(model, x) - x).abs().mean()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_attacks import batch, frozen
+from attack_helpers import frozen, photos
 
 from benchmark.attacks.amifgsm import AMIFGSM
 from benchmark.metrics.default_model import DefaultModel
@@ -31,13 +31,12 @@ def msu_amifgsm(model, image, metric_range=100.0, eps=10 / 255, iters=10, nu=1.0
 
 
 def test_defaults_raise_and_lower_the_score_within_the_budget_after_quantisation(model):
-    x = batch(3, 64)
+    x = photos(3, 64)
     with torch.no_grad():
         s = model(x)
     for direction, sign in (("increase", 1), ("decrease", -1)):
         attack = AMIFGSM(direction=direction)
-        attack.output_8bit = True
-        x_adv = attack(model, x)
+        x_adv = attack(model, x, output_8bit=True)
         assert torch.equal(x_adv, torch.round(x_adv * 255) / 255)  # on the 8-bit grid
         assert float((x_adv - x).abs().amax()) <= 10 / 255 + 1e-6
         assert attack.describe_budget() == "10/255 L∞" and attack.budget_unit == "linf"
@@ -47,7 +46,7 @@ def test_defaults_raise_and_lower_the_score_within_the_budget_after_quantisation
 
 
 def test_equals_the_msu_reference_loop_on_the_same_input(model):
-    x = batch(2, 64)
+    x = photos(2, 64)
     ours = AMIFGSM()(model, x)
     ref = msu_amifgsm(model, x)
     # the same signs at every step; float32 rounding of x ± k·eps/10 only
@@ -57,7 +56,7 @@ def test_equals_the_msu_reference_loop_on_the_same_input(model):
 def test_differs_from_mifgsm_by_the_raw_gradient_momentum(model):
     from benchmark.attacks.mifgsm import MIFGSM
 
-    x = batch(2, 64)
+    x = photos(2, 64)
     a = AMIFGSM(eps=4 / 255, steps=4)(model, x)
     b = MIFGSM(eps=4 / 255, steps=4, alpha=1 / 255)(model, x)
     assert not torch.equal(a, b)

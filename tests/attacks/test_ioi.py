@@ -75,8 +75,7 @@ def test_ioi_modules_agree_with_the_reference_transcription():
 def test_ioi_raises_the_score_of_held_out_images_within_eps(eps):
     model, x = frozen_default(), held_out()
     attack = IOI(eps=eps)
-    attack.output_8bit = True
-    x_adv = attack(model, x)
+    x_adv = attack(model, x, output_8bit=True)
     assert torch.equal(torch.round(x_adv * 255), x_adv * 255)
     assert float((x_adv - x).abs().max()) <= eps + 1e-6
     with torch.no_grad():

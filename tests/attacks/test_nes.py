@@ -22,9 +22,8 @@ EPS = 8 / 255
 def test_nes_moves_the_score_within_linf_after_8bit_without_backward(direction):
     model, x = counted_model(), photos()
     attack = NES(eps=EPS, queries=205, direction=direction)  # 4 iterations of 50 samples (the default is 10 000)
-    attack.output_8bit = True
     with passes.counting() as c:
-        adv = attack(model, x, generator=torch.Generator().manual_seed(0))
+        adv = attack(model, x, generator=torch.Generator().manual_seed(0), output_8bit=True)
     assert c.backward == 0 and 0 < c.forward <= len(x) * attack.queries
     with torch.no_grad():
         gain = model(adv) - model(x)

@@ -16,9 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_onepixel_moves_the_score_with_three_pixels_without_backward(direction):
     model, x = counted_model(), photos()
     attack = OnePixel(pixels=3, iters=3, popsize=60, direction=direction)  # the default: 10 generations of 300
-    attack.output_8bit = True
     with passes.counting() as c:
-        adv = attack(model, x, generator=torch.Generator().manual_seed(0))
+        adv = attack(model, x, generator=torch.Generator().manual_seed(0), output_8bit=True)
     # the clean images, then per image a population of 60 for 1 + 3 generations
     assert c.backward == 0 and c.forward == len(x) * (1 + 60 * 4)
     with torch.no_grad():

@@ -18,9 +18,8 @@ EPS = 8 / 255
 def test_parsimonious_moves_the_score_within_linf_after_8bit_without_backward(direction):
     model, x = counted_model(), photos()
     attack = Parsimonious(eps=EPS, queries=200, direction=direction)  # the default is 10 000 queries
-    attack.output_8bit = True
     with passes.counting() as c:
-        adv = attack(model, x, generator=torch.Generator().manual_seed(0))
+        adv = attack(model, x, generator=torch.Generator().manual_seed(0), output_8bit=True)
     assert c.backward == 0 and c.forward <= len(x) * attack.queries  # the query budget, per image
     with torch.no_grad():
         gain = model(adv) - model(x)

@@ -18,9 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_patch_rs_moves_the_score_within_its_patch_without_backward(direction):
     model, x = counted_model(), photos()
     attack = PatchRS(area=0.04, queries=150, direction=direction)  # 163 px: a 12×12 patch (default: 10 000 queries)
-    attack.output_8bit = True
     with passes.counting() as c:
-        adv = attack(model, x, generator=torch.Generator().manual_seed(0))
+        adv = attack(model, x, generator=torch.Generator().manual_seed(0), output_8bit=True)
     assert c.backward == 0 and c.forward == len(x) * attack.queries
     with torch.no_grad():
         gain = model(adv) - model(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_attacks import batch, frozen
+from attack_helpers import frozen, photos
 
 from benchmark.attacks.ssah import SSAH, low_frequency
 from benchmark.metrics.default_model import DefaultModel
@@ -25,13 +25,12 @@ def test_low_frequency_is_the_haar_ll_band_inverse_transformed():
 
 def test_defaults_raise_and_lower_the_score_within_the_budget_after_quantisation():
     model = frozen(DefaultModel())
-    x = batch(3, 64)
+    x = photos(3, 64)
     with torch.no_grad():
         s = model(x)
     for direction, sign in (("increase", 1), ("decrease", -1)):
         attack = SSAH(direction=direction)
-        attack.output_8bit = True
-        x_adv = attack(model, x)
+        x_adv = attack(model, x, output_8bit=True)
         assert torch.equal(x_adv, torch.round(x_adv * 255) / 255)
         assert float((x_adv - x).abs().amax()) <= 10 / 255 + 1e-6
         with torch.no_grad():
@@ -39,13 +38,12 @@ def test_defaults_raise_and_lower_the_score_within_the_budget_after_quantisation
         assert bool((gain > 2).all()), (direction, gain)
     # a binding bound is kept too
     tight = SSAH(eps=1 / 255, lr=0.01)
-    tight.output_8bit = True
-    assert float((tight(model, x) - x).abs().amax()) <= 1 / 255 + 1e-6
+    assert float((tight(model, x, output_8bit=True) - x).abs().amax()) <= 1 / 255 + 1e-6
 
 
 def test_the_low_frequency_term_keeps_the_low_band_closer():
     model = frozen(DefaultModel())
-    x = batch(2, 64)
+    x = photos(2, 64)
     free = SSAH(lambda_lf=0.0, lr=0.005)(model, x)
     held = SSAH(lambda_lf=10.0, lr=0.005)(model, x)
     lf = low_frequency(x)

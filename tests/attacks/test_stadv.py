@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_attacks import batch, frozen
+from attack_helpers import frozen, photos
 
 from benchmark.attacks.stadv import StAdv, flow_loss, project_flow, warp
 from benchmark.metrics.default_model import DefaultModel
@@ -35,13 +35,12 @@ def test_flow_loss_is_the_papers_sum_over_diagonal_neighbours():
 
 def test_defaults_raise_and_lower_the_score_within_the_flow_bound():
     model = frozen(DefaultModel())
-    x = batch(3, 64)
+    x = photos(3, 64)
     with torch.no_grad():
         s = model(x)
     for direction, sign in (("increase", 1), ("decrease", -1)):
         attack = StAdv(direction=direction)
-        attack.output_8bit = True
-        x_adv = attack(model, x)
+        x_adv = attack(model, x, output_8bit=True)
         assert torch.equal(x_adv, torch.round(x_adv * 255) / 255)
         flow = attack.last_flow
         assert float(flow.norm(dim=1).amax()) <= attack.eps + 1e-5
@@ -58,7 +57,7 @@ def test_defaults_raise_and_lower_the_score_within_the_flow_bound():
 
 def test_images_are_attacked_independently_of_their_batch():
     model = frozen(DefaultModel())
-    x = batch(2, 64)
+    x = photos(2, 64)
     both = StAdv(steps=2)(model, x)
     alone = StAdv(steps=2)(model, x[1:])
     assert torch.allclose(both[1:], alone, atol=1e-5)

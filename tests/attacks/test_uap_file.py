@@ -50,8 +50,7 @@ def test_a_published_perturbation_is_applied_exactly(cls, tmp_path):
     expected = msu_apply(x, arr, 0.8)
     torch.testing.assert_close(attack(None, x), expected, rtol=0, atol=1e-7)
     # stored as 8-bit: quantised, within the budget
-    attack.output_8bit = True
-    x8 = attack(None, x)
+    x8 = attack(None, x, output_8bit=True)
     assert torch.equal(x8, quantize_8bit(expected, x, attack.budget))
     assert float((x8 - x).abs().max()) <= attack.budget + 1e-6
     # the channels-first layout is the same perturbation

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_attacks import batch, frozen
+from attack_helpers import frozen, photos
 
 import benchmark.perceptual
 from benchmark.attacks import zhang as zmod
@@ -20,7 +20,7 @@ def model():
 
 
 def test_ssim_distance_is_one_minus_ssim():
-    x = batch(2, 64)
+    x = photos(2, 64)
     d = distance_fn("ssim", x.device)
     assert torch.allclose(d(x, x), torch.zeros(2), atol=1e-6)
     # against scikit-image's SSIM (Gaussian 11×11, σ 1.5, per channel, data range 1), on the valid region
@@ -33,13 +33,12 @@ def test_ssim_distance_is_one_minus_ssim():
 
 
 def test_defaults_raise_and_lower_the_score_within_the_distance_after_quantisation(model):
-    x = batch(3, 64)
+    x = photos(3, 64)
     with torch.no_grad():
         s = model(x)
     for direction, sign in (("increase", 1), ("decrease", -1)):
         attack = Zhang(distance="ssim", direction=direction)
-        attack.output_8bit = True
-        x_adv = attack(model, x)
+        x_adv = attack(model, x, output_8bit=True)
         assert torch.equal(x_adv, torch.round(x_adv * 255) / 255)
         assert bool((attack.measured_budget(x_adv, x) <= attack.eps).all())
         with torch.no_grad():
@@ -48,12 +47,11 @@ def test_defaults_raise_and_lower_the_score_within_the_distance_after_quantisati
 
 
 def test_a_binding_bound_is_kept_exactly_and_used(model):
-    x = batch(3, 64)
+    x = photos(3, 64)
     attack = Zhang(distance="ssim", eps=0.004, lr=0.02, steps=4)
     free = Zhang(distance="ssim", eps=1.0, lr=0.02, steps=4)(model, x)
     assert bool((free.sub(x).abs().amax() > 0) and (attack.measured_budget(free, x) > 0.004).all())
-    attack.output_8bit = True
-    x_adv = attack(model, x)
+    x_adv = attack(model, x, output_8bit=True)
     d = attack.measured_budget(x_adv, x)
     assert bool((d <= 0.004).all()) and bool((d > 0.002).all())  # pulled back to the bound, not to x
     assert attack.budget_unit == "perceptual" and attack.budget == 0.004
@@ -67,12 +65,11 @@ def test_lpips_with_its_real_architecture_keeps_the_bound(model, monkeypatch):
     for p in net.parameters():
         p.requires_grad_(False)
     monkeypatch.setattr(benchmark.perceptual, "lpips_model", lambda device, download=False: net)
-    x = batch(2, 64)
+    x = photos(2, 64)
     free = Zhang(distance="lpips", eps=1.0, lr=0.02, steps=2)
     eps = 0.5 * float(free.measured_budget(free(model, x), x).min())
     attack = Zhang(distance="lpips", eps=eps, lr=0.02, steps=2)
-    attack.output_8bit = True
-    x_adv = attack(model, x)
+    x_adv = attack(model, x, output_8bit=True)
     assert bool((attack.measured_budget(x_adv, x) <= eps).all())
     with torch.no_grad():
         assert bool((model(x_adv) > model(x)).all())
@@ -85,7 +82,7 @@ def test_missing_weights_name_the_file(distance, model, monkeypatch, tmp_path):
     benchmark.perceptual.lpips_model.cache_clear()
     zmod._dists_net.cache_clear()
     with pytest.raises(MissingWeightsError) as err:
-        Zhang(distance=distance)(model, batch(1, 64))
+        Zhang(distance=distance)(model, photos(1, 64))
     assert str(tmp_path) in str(err.value) and "put it there" in str(err.value)
 
 
