@@ -13,7 +13,7 @@ PSNR, SSIM and MS-SSIM follow pyiqa's ``psnr``, ``ssim`` and ``ms_ssim`` exactly
 
 pyiqa computes SSIM and MS-SSIM in float64, which on a CPU is 8–120× slower than float32. Here they run in
 float32 with a separable window and mean-centred second moments (so ``E[x²] − E[x]²`` loses no digits),
-means accumulated in float64; ``tests/test_quality_fp32.py`` holds them to pyiqa's float64 values within
+means accumulated in float64; ``tests/measures/test_quality_fp32.py`` holds them to pyiqa's float64 values within
 1e-4 on the TID2013 calibration images and on random images. TF32 is switched off for these convolutions.
 FSIM (the synthetic dataset's label) and DISTS stay pyiqa's (FSIM already runs in the input's float32).
 
@@ -261,7 +261,7 @@ def identical_quality(n: int, side: int, lpips: bool = False, dists: bool = Fals
     """What :func:`pair_quality` gives for ``n`` pairs of identical images (smallest side ``side``), without
     computing it: PSNR at zero error (``10·log10(1/1e-8)`` = 80 dB), SSIM and MS-SSIM 1 (NaN below 176 px,
     as measured), scikit-image's PSNR ``inf`` and SSIM 1 (the studies' values), LPIPS and DISTS 0.
-    ``tests/test_known_pairs.py`` holds it to the measured values."""
+    ``tests/measures/test_known_pairs.py`` holds it to the measured values."""
     full = lambda v: torch.full((n,), v, dtype=torch.float64)  # noqa: E731
     out = {"psnr": full(min(10 * math.log10(1 / PSNR_EPS), PSNR_CAP)), "ssim": full(1.0),
            "ms_ssim": full(1.0 if side >= MS_SSIM_MIN_SIDE else float("nan")),

@@ -3,7 +3,7 @@ direction (higher or lower is better), group and kind.
 
 Every column that :func:`benchmark.records.load_records` (``records.csv``, one row per image) and
 :func:`benchmark.measures.summarize` (``summary.csv``, one row per cell) can produce is listed here, and
-``tests/test_schema.py`` checks it on a real run and against ``docs/measures.md``, whose notation the
+``tests/measures/test_schema.py`` checks it on a real run and against ``docs/measures.md``, whose notation the
 formulas use: ``s, s', s_D, s'_D`` the clean, attacked, defended-clean and defended-attacked scores, ``m``
 the MOS, ``[lo, hi]`` the metric's declared range and ``r = |hi − lo|``, ``sign`` −1 for a lower-is-better
 metric, ``ŝ, ŝ'`` the scores min–max scaled on the cell's clean scores, ``x, x'`` the clean and attacked

@@ -19,6 +19,8 @@ import logging
 import math
 from pathlib import Path
 
+import pandas as pd
+
 from ..store import RunStore
 
 log = logging.getLogger(__name__)
@@ -29,20 +31,19 @@ OLD_RUN = ("no image strip stored: the run was written before strips were made w
            "with --resume to add them")
 
 
-def _score(v) -> str:
+def _num(v) -> float:
     try:
-        v = float(v)
+        return float(v)
     except (TypeError, ValueError):
-        return "–"
-    return f"{v:.4g}" if math.isfinite(v) else "–"
+        return math.nan
+
+
+def _score(v) -> str:
+    return f"{_num(v):.4g}" if math.isfinite(_num(v)) else "–"
 
 
 def _db(v) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{v:.1f} dB" if math.isfinite(v) else "–"
+    return f"{_num(v):.1f} dB" if math.isfinite(_num(v)) else "–"
 
 
 class StoredStrips:
@@ -125,8 +126,11 @@ def choose(cells: list[dict], strips: StoredStrips) -> tuple[list[dict], list[di
     return [c for c in cells if id(c) in keep], [c for c in cells if id(c) not in keep]
 
 
-def strip_panels(strips: StoredStrips, key: str, rec: dict, *, with_clean: bool) -> list[dict]:
-    """The panels of one stored strip (the clean image too when ``with_clean``)."""
+PANELS = ("attacked", "purified", "diff_attacked", "diff_purified", "zoom")   # a strip's panels, in order
+
+
+def strip_panels(strips: StoredStrips, key: str, rec: dict, names: tuple[str, ...] = PANELS) -> list[dict]:
+    """The panels ``names`` of one stored strip that it has (``clean`` is one too), in that order."""
     image, sc, ps = rec["image_id"], rec.get("scores", {}), rec.get("psnr", {})
     amp, linf, zoom = rec.get("amp", {}), rec.get("linf", {}), int(rec.get("zoom", 1))
     files = rec["files"]
@@ -147,7 +151,6 @@ def strip_panels(strips: StoredStrips, key: str, rec: dict, *, with_clean: bool)
         top, left, side = rec["region"]
         captions["zoom"] = (f"{zoom}× zoom: x | x'" + (" | D(x')" if purified else ""), f"zoom {image}",
                             f"{side}×{side} px at ({left}, {top}): the largest perturbation")
-    names = (["clean"] if with_clean else []) + ["attacked", "purified", "diff_attacked", "diff_purified", "zoom"]
     panels = []
     for name in names:
         src = strips.uri(key, name, rec) if name in files and name in captions else None
@@ -157,9 +160,23 @@ def strip_panels(strips: StoredStrips, key: str, rec: dict, *, with_clean: bool)
     return panels
 
 
-def section_strips(strips: StoredStrips, cells: list[dict]) -> dict:
+def score_def_of(records: pd.DataFrame | None):
+    """``(cell, image id) -> s_D`` from the per-image records: for a strip stored before its cell's def_clean
+    stage (the strip stage does not wait for it), whose record lacks s_D."""
+    def find(cell: dict, image_id: str) -> float:
+        if records is None or records.empty:
+            return math.nan
+        hit = records.loc[(records["dataset"] == cell["dataset"]) & (records["metric"] == cell["metric"])
+                          & (records["attack"] == cell["attack"]) & (records["defense"] == cell["defense"])
+                          & (records["image_id"].astype(str) == str(image_id)), "score_def"]
+        return float(hit.iloc[0]) if len(hit) else math.nan
+    return find
+
+
+def section_strips(strips: StoredStrips, cells: list[dict], score_def=None) -> dict:
     """The strips of one section: ``cells`` (dicts with dataset, metric, attack, defense, keys, anchor, baseline) in
-    the order shown. Returns the section's clean panel, one strip per shown cell, the cells left out and notes."""
+    the order shown. Returns the section's clean panel, one strip per shown cell, the cells left out and notes.
+    ``score_def``: where s_D comes from when a strip's record lacks it (:func:`score_def_of`)."""
     shown, left = choose(cells, strips)
     clean, image, out, notes = None, None, [], []
     for cell in shown:
@@ -170,15 +187,16 @@ def section_strips(strips: StoredStrips, cells: list[dict]) -> dict:
             continue
         if image is None:
             image = rec["image_id"]
-            panel = strip_panels(strips, key, rec, with_clean=True)[:1]
-            clean = panel[0] if panel and panel[0]["role"] == "clean x" else None
+            clean = next(iter(strip_panels(strips, key, rec, ("clean",))), None)
             notes.append(f"The image is {rec.get('pick', 'picked by the run')}")
             if rec.get("scaled"):
                 notes.append(f"images are {rec['width']}×{rec['height']} px, shown scaled to {rec['max_side']} px; "
                              "the zoomed crops are at native resolution")
-        sc = rec.get("scores", {})
+        sc = dict(rec.get("scores", {}))
+        if score_def is not None and not math.isfinite(_num(sc.get("score_def"))):
+            sc["score_def"] = score_def(cell, rec["image_id"])
         out.append({**cell, "image_id": rec["image_id"],
-                    "panels": strip_panels(strips, key, rec, with_clean=rec["image_id"] != image),
+                    "panels": strip_panels(strips, key, rec, (("clean",) if rec["image_id"] != image else ()) + PANELS),
                     "why": "" if cell.get("baseline") else rec.get("why_purified", ""),
                     "scores": f"s = {_score(sc.get('score'))}, s' = {_score(sc.get('score_adv'))}, "
                               f"s_D = {_score(sc.get('score_def'))}, s'_D = {_score(sc.get('score_adv_def'))}"})
@@ -188,4 +206,4 @@ def section_strips(strips: StoredStrips, cells: list[dict]) -> dict:
             "budget": f"{STRIPS_PER_SECTION} strips, {SECTION_IMAGE_BYTES / 1e6:.0f} MB of images"}
 
 
-__all__ = ["STRIPS_PER_SECTION", "SECTION_IMAGE_BYTES", "StoredStrips", "choose", "section_strips"]
+__all__ = ["STRIPS_PER_SECTION", "SECTION_IMAGE_BYTES", "StoredStrips", "choose", "score_def_of", "section_strips"]

@@ -19,7 +19,7 @@ The network maps one to one onto diffusers' ``UNet2DModel`` (ResBlock → ``Resn
 ``ResnetUpsampleBlock2D`` or the attention blocks' ``"resnet"`` resamplers, AttentionBlock → ``Attention``
 with its fused qkv 1×1 convolution split per head into ``to_q``/``to_k``/``to_v``, timestep embedding
 ``[cos, sin]`` = ``flip_sin_to_cos``). Every tensor of the checkpoint is used and every parameter of the
-UNet is filled (strict loading); ``tests/test_diffusion_smoothing.py`` checks the outputs against
+UNet is filled (strict loading); ``tests/tools/test_convert_adm.py`` checks the outputs against
 guided-diffusion's own ``UNetModel`` where that package is importable. The scheduler is a
 ``DDPMScheduler`` with the checkpoint's schedule and, for ``learn_sigma`` models (6 output channels),
 ``variance_type = "learned_range"``. Class-conditional checkpoints and fixed head counts

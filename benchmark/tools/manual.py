@@ -1,10 +1,10 @@
 """Write the generated pages of the manual: ``python -m benchmark.tools.manual [--check]``.
 
-``docs/plugins.md``, the plugin reference, from the registries: every built-in attack, defense, metric and dataset with its summary, its declared capabilities, its
-parameters with types and defaults, and the rest of its docstring (paper, defaults of the reference code,
-ranges). ``--check`` compares with the file instead of writing it and exits 1 when it is stale, so CI fails
-when a plugin changes and the page does not. Plugins of installed third-party packages (entry points) are
-left out: the page documents this package.
+``docs/plugins.md``, the plugin reference, from the registries: every built-in attack, defense, metric and
+dataset with its summary, its declared capabilities, its parameters with types and defaults, and the rest of
+its docstring (paper, defaults of the reference code, ranges). ``--check`` compares with the file instead of
+writing it and exits 1 when it is stale, so CI fails when a plugin changes and the page does not. Plugins of
+installed third-party packages (entry points) are left out: the page documents this package.
 
 ``docs/contributing.md``, the contributor guide ``CONTRIBUTING.md`` of the repository's root as a page of the
 site (its links into ``docs/`` made relative to the page). It needs a source checkout, not an installed copy.
@@ -39,13 +39,15 @@ def _cell(text: str) -> str:
 
 
 def _capabilities(family: str, cls: type) -> str:
+    """The capabilities ``cls`` declares, as class attributes of its own or of its family's base class (which
+    declares every one of :data:`CAPABILITIES` with its default). A capability the base class derives per
+    instance (a property: an attack's ``budget_unit`` follows its ``threat_model`` unless declared) is left out."""
     parts = []
     for name in CAPABILITIES[family]:
-        if hasattr(cls, name):  # every family's base class declares these; older third-party bases may not
-            value = getattr(cls, name)
-            if isinstance(value, property):
-                continue
-            parts.append(f"`{name} = {value_text(value)}`")
+        value = inspect.getattr_static(cls, name)  # the declaration itself: a property stays a property
+        if isinstance(value, property):
+            continue
+        parts.append(f"`{name} = {value_text(value)}`")
     return ", ".join(parts)
 
 

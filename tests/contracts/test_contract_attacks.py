@@ -1,95 +1,108 @@
-"""The attack contract, checked for every registered attack without its author writing a test: one hook
-(``perturb``; ``__call__`` is the base class's); built from its defaults with a declared budget unit; on the
-real default model, an output of the input's shape in [0, 1]; the same output for the same generator seed; the
-budget kept after 8-bit quantisation, measured in the attack's own unit; the score objective not lowered
-(image-specific attacks); the call's passes counted as the stage counter counts them, and no backward pass when
-it declares ``needs_gradient = False``; scores handed back (``last_scores``) that are the output's. What makes
-each attack itself (its gain, agreement with a reference implementation) is in tests/attacks/."""
+"""The attack contract (:class:`helpers.contracts.AttackContract`), run on every registered attack without its
+author writing a test: the package's, installed packages' entry points', and plugin files' (examples/*.py, and
+the files named in BENCHMARK_PLUGIN_FILES). What makes each attack itself (its gain, agreement with a reference
+implementation) is in tests/attacks/."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import pytest
-import torch
 
-from benchmark import passes
-from benchmark.attacks.base import BUDGET_UNITS, Attack
-from benchmark.errors import MissingWeightsError
 from benchmark.registry import ATTACKS
-from benchmark.training import trainset
+from helpers.contracts import AttackContract
+from helpers.plugins import PLUGIN_FILES_ENV, builtin, declared, registered
 
-from contract_helpers import build, builtin, default_metric, gen, images, small_kwargs
+from conftest import ROOT
 
-NAMES = builtin("attacks")
-# Trained attacks fit a perturbation or a generator first: slow tests (CI still runs them).
-RUNS = [pytest.param(n, marks=pytest.mark.slow) if ATTACKS.get(n).needs_fit else n for n in NAMES]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_one_hook(name):
-    cls = ATTACKS.get(name)
-    assert cls.perturb is not Attack.perturb, f"{name} does not implement perturb"
-    assert cls.__call__ is Attack.__call__ and not any("__call__" in vars(c) for c in cls.__mro__ if c is not Attack)
+PLUGINS = registered("attacks")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_builds_from_defaults(name):
-    a = build("attacks", name)
-    assert isinstance(a, Attack)
-    assert a.budget_unit in BUDGET_UNITS
-    assert isinstance(a.needs_gradient, bool) and isinstance(a.needs_fit, bool)
-    assert a.direction == "increase"
+def slow(plugin) -> bool:
+    """Trained attacks fit a perturbation or a generator first: slow tests (CI still runs them). A plugin file's
+    attack is not imported at collection, so its own capabilities are not read here: it runs as a quick test."""
+    return plugin.file is None and ATTACKS.get(plugin.name).needs_fit
 
 
-@pytest.fixture
-def small_trainset(monkeypatch):
-    """Trained attacks fit on 8 images of the training split instead of 190 (their own tests train fully)."""
-    full = trainset.uap_images
-    monkeypatch.setattr(trainset, "uap_images", lambda size: tuple(v[:8] for v in full(size)))
+class TestEveryAttack(AttackContract):
+    @pytest.fixture(params=[pytest.param(p, marks=pytest.mark.slow) if slow(p) else p for p in PLUGINS], ids=str)
+    def target(self, request):
+        return request.param
 
 
-def run(name, artifacts, seed=0):
-    a = build("attacks", name, **small_kwargs("attacks", name))
-    model = passes.instrument(default_metric())
-    x = images()
-    try:
-        if a.needs_fit:
-            a.fit(model, generator=gen(1), artifact=artifacts / f"{name}.pt", provenance={"test": name},
-                  progress=False)
-        with passes.counting() as count:
-            out = a(model, x, generator=gen(seed), output_8bit=True)
-    except MissingWeightsError as exc:  # e.g. zhang's DISTS/LPIPS backbones, not on this machine
-        pytest.skip(f"needs weights that are not here: {exc}")
-    return a, model, x, out, count
+def test_every_builtin_attack_is_checked():
+    names = {p.name for p in PLUGINS}
+    assert {"fgsm", "pgd", "mifgsm", "square", "nes", "onepixel", "uap"} <= set(builtin("attacks")) <= names
 
 
-@pytest.mark.parametrize("name", RUNS)
-def test_output_budget_and_objective(name, tmp_path, small_trainset):
-    a, model, x, x_adv, count = run(name, tmp_path)
-    assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
-    assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert torch.equal(torch.round(x_adv * 255), x_adv * 255) or torch.allclose(torch.round(x_adv * 255) / 255, x_adv,
-                                                                                  atol=1e-6), "not on the 8-bit grid"
-    if a.budget is not None:
-        try:
-            spent = a.measured_budget(x_adv, x)
-        except NotImplementedError:
-            spent = None
-        if spent is not None:
-            assert float(spent.max()) <= float(a.budget) * (1 + 1e-5) + 1e-6, (a.describe_budget(), spent)
-    if not a.needs_fit:  # a fitted perturbation or generator is universal: it need not help every unseen image,
-        with torch.no_grad():  # least of all after the contract's one-epoch fit on 8 images
-            gain = (a.objective(model, x_adv) - a.objective(model, x)).mean()
-        assert float(gain) >= -1e-4, f"{name} lowered the objective on average: {float(gain)}"
-    assert a.last_passes == {"forward": count.forward, "backward": count.backward}
-    if not a.needs_gradient:
-        assert count.backward == 0, f"{name} declares needs_gradient = False but ran {count.backward} backward passes"
-    if a.last_scores is not None:  # scored in the attack's own batches: equal up to float rounding of batch size
-        with torch.no_grad():
-            fresh = model(x_adv)
-        assert a.last_scores.shape == fresh.shape and torch.allclose(a.last_scores, fresh, rtol=0, atol=1e-4)
+GOOD = '''
+import torch
+from benchmark.attacks.base import Attack, project_linf
+from benchmark.registry import ATTACKS as A
 
 
-@pytest.mark.parametrize("name", RUNS)
-def test_same_seed_same_output(name, tmp_path, small_trainset):
-    _, _, _, first, _ = run(name, tmp_path, seed=7)
-    _, _, _, second, _ = run(name, tmp_path, seed=7)
-    assert torch.equal(first, second)
+@A.register("tiny_sign")
+class TinySign(Attack):
+    """One signed-gradient step of size eps (an attack written for this test)."""
+
+    def __init__(self, eps: float = 4 / 255):
+        super().__init__()
+        self.eps = eps
+
+    def perturb(self, model, x, *, generator=None):
+        grad, _ = self.gradient(model, x)
+        return project_linf(x + self.eps * grad.sign(), x, self.eps)
+'''
+BAD = '''
+import torch
+from benchmark.attacks.base import Attack
+from benchmark.registry import ATTACKS
+
+
+@ATTACKS.register("tiny_noisy")
+class TinyNoisy(Attack):
+    """Random noise within its budget from torch's global generator, after a backward pass through the metric
+    although it declares needs_gradient = False, with an untyped parameter: breaks the contract three ways."""
+
+    needs_gradient = False
+
+    def __init__(self, eps=4 / 255):
+        super().__init__()
+        self.eps = eps
+
+    def perturb(self, model, x, *, generator=None):
+        x = x.detach().requires_grad_(True)
+        model(x).sum().backward()
+        return (x.detach() + self.eps * (2 * torch.rand(x.shape) - 1)).clamp(0, 1)
+'''
+
+
+def test_a_new_plugin_file_gets_the_contract_tests(tmp_path):
+    """Two attack plugin files written here, named in BENCHMARK_PLUGIN_FILES, run through this module in a fresh
+    pytest: every check of the contract runs on each; the good attack passes them all, the bad one fails exactly
+    where it breaks the contract."""
+    good, bad = tmp_path / "tiny_sign.py", tmp_path / "tiny_noisy.py"
+    good.write_text(GOOD)
+    bad.write_text(BAD)
+    assert declared(good) == [("attacks", "tiny_sign")] and declared(bad) == [("attacks", "tiny_noisy")]
+    report = tmp_path / "junit.xml"
+    env = {**os.environ, PLUGIN_FILES_ENV: os.pathsep.join([str(good), str(bad)]), "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                          "-k", "TestEveryAttack and (tiny_sign or tiny_noisy)", str(Path(__file__))],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    outcome = {}
+    for case in ET.parse(report).iter("testcase"):
+        kind = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
+        outcome[case.get("name")] = kind
+    checks = sorted(n for n in dir(AttackContract) if n.startswith("test_"))
+    assert sorted(outcome) == sorted(f"{c}[{p}]" for c in checks for p in ("tiny_sign", "tiny_noisy")), \
+        res.stdout[-3000:]
+    assert {n: k for n, k in outcome.items() if "tiny_sign" in n and k != "passed"} == {}, res.stdout[-3000:]
+    assert {n for n, k in outcome.items() if "tiny_noisy" in n and k == "failure"} == {
+        "test_output_budget_and_objective[tiny_noisy]",   # a backward pass, declaring needs_gradient = False
+        "test_same_seed_same_output[tiny_noisy]",         # draws from torch's global generator, not the seed's
+        "test_unknown_and_mistyped_parameters_are_config_errors[tiny_noisy]",   # `eps` is untyped
+    }, res.stdout[-3000:]

@@ -22,7 +22,12 @@ What a plugin must do to pass, per family:
   input when it declares ``differentiable``.
 - dataset: uint8 RGB images with unique ids and MOS within the declared scale, the same twice; a missing
   required folder is a configuration error naming the key.
-The attack contract is in tests/contracts/test_contract_attacks.py.
+- attack: one hook (``perturb`` implemented, ``__call__`` the base class's); built from its defaults with a
+  declared budget unit; on the real default model (trained attacks fitted first), an output of the input's
+  shape in [0, 1] on the 8-bit grid, with the budget kept in its own unit; the score objective not lowered
+  (image-specific attacks); the same output for the same generator seed; the call's passes counted
+  (``last_passes``) as the pass counter counts them, and no backward pass when it declares
+  ``needs_gradient = False``; scores handed back (``last_scores``) equal to a fresh scoring of the output.
 """
 from __future__ import annotations
 
@@ -35,14 +40,17 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark import passes
 from benchmark.attacks.adaptive import bpda
+from benchmark.attacks.base import BUDGET_UNITS, Attack
 from benchmark.cli import main
 from benchmark.config import parse_config
 from benchmark.datasets.base import Dataset
 from benchmark.defenses.base import Defense
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, MissingWeightsError
 from benchmark.metrics.base import Metric
 from benchmark.registry import constructor_params
+from benchmark.training import trainset
 from conftest import write_config
 from helpers.plugins import Plugin, RequiredFiles, build, default_metric, gen, images
 
@@ -268,3 +276,77 @@ name = "identity"
         for i in first.ids()[:2]:
             a, b = first.load(i), second.load(i)
             assert np.array_equal(a.image, b.image) and a.mos == b.mos
+
+
+class AttackContract(PluginContract):
+    """The attack contract (see the module's docstring). What makes each attack itself (its gain, agreement
+    with a reference implementation) is its own test's business (tests/attacks/)."""
+
+    family = "attacks"
+
+    def test_one_hook(self, target):
+        cls = target.cls()
+        assert cls.perturb is not Attack.perturb, f"{target} does not implement perturb"
+        assert cls.__call__ is Attack.__call__, f"{target} overrides Attack.__call__"
+        assert not any("__call__" in vars(c) for c in cls.__mro__ if c is not Attack), cls.__mro__
+
+    def test_builds_from_defaults(self, target, files):
+        a = self.from_defaults(target, files)
+        assert isinstance(a, Attack)
+        assert a.budget_unit in BUDGET_UNITS
+        assert isinstance(a.needs_gradient, bool) and isinstance(a.needs_fit, bool)
+        assert a.direction == "increase"
+
+    @pytest.fixture
+    def small_trainset(self, monkeypatch):
+        """Trained attacks fit on 8 images of the training split instead of 190 (their own tests train fully)."""
+        full = trainset.uap_images
+        monkeypatch.setattr(trainset, "uap_images", lambda size: tuple(v[:8] for v in full(size)))
+
+    def attacked(self, target, files, artifacts: Path, seed: int = 0):
+        """``(attack, model, x, x', passes counted)`` of one call, with 8-bit output, of the attack built with
+        its small parameters on two 64-px photographs and the pass-counted default model (fitted first when
+        it ``needs_fit``); skipped when the attack needs weights that are not on this machine."""
+        a = self.small(target, files)
+        model = passes.instrument(default_metric())
+        x = images()
+        try:
+            if a.needs_fit:
+                a.fit(model, generator=gen(1), artifact=artifacts / f"{target.name}.pt",
+                      provenance={"test": target.name}, progress=False)
+            with passes.counting() as count:
+                out = a(model, x, generator=gen(seed), output_8bit=True)
+        except MissingWeightsError as exc:  # e.g. zhang's DISTS/LPIPS backbones, not on this machine
+            pytest.skip(f"needs weights that are not here: {exc}")
+        return a, model, x, out, count
+
+    def test_output_budget_and_objective(self, target, files, tmp_path, small_trainset):
+        a, model, x, x_adv, count = self.attacked(target, files, tmp_path)
+        assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
+        assert x_adv.min() >= 0 and x_adv.max() <= 1
+        assert torch.allclose(torch.round(x_adv * 255) / 255, x_adv, rtol=0, atol=1e-6), "not on the 8-bit grid"
+        if a.budget is not None:
+            try:
+                spent = a.measured_budget(x_adv, x)
+            except NotImplementedError:  # a bound on the attack's own parameters that the call did not report
+                spent = None
+            if spent is not None:
+                assert float(spent.max()) <= float(a.budget) * (1 + 1e-5) + 1e-6, (a.describe_budget(), spent)
+        if not a.needs_fit:  # a fitted perturbation or generator is universal: it need not help every unseen
+            with torch.no_grad():  # image, least of all after the contract's one-epoch fit on 8 images
+                gain = (a.objective(model, x_adv) - a.objective(model, x)).mean()
+            assert float(gain) >= -1e-4, f"{target} lowered the objective on average: {float(gain)}"
+        assert a.last_passes == {"forward": count.forward, "backward": count.backward}
+        if not a.needs_gradient:
+            assert count.backward == 0, \
+                f"{target} declares needs_gradient = False but ran {count.backward} backward passes"
+        if a.last_scores is not None:  # scored in the attack's own batches: equal up to float rounding of batch size
+            with torch.no_grad():
+                fresh = model(x_adv)
+            assert a.last_scores.shape == fresh.shape
+            assert torch.allclose(a.last_scores, fresh, rtol=0, atol=1e-4), (a.last_scores, fresh)
+
+    def test_same_seed_same_output(self, target, files, tmp_path, small_trainset):
+        first = self.attacked(target, files, tmp_path, seed=7)[3]
+        second = self.attacked(target, files, tmp_path, seed=7)[3]
+        assert torch.equal(first, second), "the same generator seed must give the same output"

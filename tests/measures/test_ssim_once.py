@@ -2,7 +2,7 @@
 
 The columns must be bit-identical to what the code gave when SSIM was computed alone and again inside
 MS-SSIM: ``old_pair_ssim`` below is a copy of that code (``ssim(dist, ref)`` then ``ms_ssim(dist, ref)``,
-each from the rounded Y channel). ``tests/test_quality_fp32.py`` holds both to pyiqa's float64 values.
+each from the rounded Y channel). ``tests/measures/test_quality_fp32.py`` holds both to pyiqa's float64 values.
 """
 from __future__ import annotations
 
