@@ -20,11 +20,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .config_files import WEIGHTS_FAMILIES, file_problem, paths, release_hint
 from .config_values import coerce, exc_text, is_sequence_type, join_key, jsonable, label_text, one_line, path_exists
 from .config_values import same_value, show
 from .errors import ConfigError, MissingWeightsError
 from .registry import REGISTRIES, Registry, constructor_params
+from .seeds import seed_from
 
 MAX_EXPANSION = 1000     # plugin instances one table may expand into (the product of its lists)
 _EMPTY = inspect.Parameter.empty
@@ -94,7 +97,12 @@ class PluginSpec:
         return {**defaults, **self.params}
 
     def build(self) -> Any:
-        return self.cls(**self.params)
+        """The plugin, built with torch's global generator seeded from its family, name and parameters: a plugin
+        whose constructor draws (a network's random initialisation) is the same in every process, whatever was
+        built or drawn before, so records depend on neither the executor nor the order of the stages."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_from("build", self.family, self.name, jsonable(self.params)))
+            return self.cls(**self.params)
 
     def variants(self) -> list["PluginSpec"]:
         """The attacks this entry runs as: itself, and its adaptive twin when the table did not say ``adaptive``."""

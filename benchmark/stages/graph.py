@@ -29,6 +29,7 @@ from ..quality import QUALITY_VERSION
 from ..store import content_key
 from .base import Cell, Stage, StageKind
 from .fit import fit_key
+from .strip import STRIP_VERSION
 
 if TYPE_CHECKING:
     from ..config import MatrixConfig
@@ -77,7 +78,7 @@ def plan(cfg: MatrixConfig) -> list[Cell]:
                     keys["def_quality"] = content_key({"stage": "def_quality", **dkey, "defense": df.key(),
                                                        "quality": QUALITY_VERSION, "seed": run.seed,
                                                        "version": DEF_QUALITY_VERSION})
-                keys["strip"] = content_key({"stage": "strip", "def_adv": keys["def_adv"]})
+                keys["strip"] = content_key({"stage": "strip", "def_adv": keys["def_adv"], "version": STRIP_VERSION})
                 cells.append(Cell(d, m, a, df, keys))
     return cells
 

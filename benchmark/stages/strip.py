@@ -211,5 +211,5 @@ def run(ctx, stage: Stage) -> dict[str, Any]:
     return {**record, **store_panels(ctx, stage, x, xa, d)}
 
 
-KIND = StageKind(name="strip", deps=("attack", "def_adv"), uses_metric=True, run=run,
+KIND = StageKind(name="strip", deps=("clean", "attack", "def_clean", "def_adv"), uses_metric=True, run=run,
                  doc="the images of the cell's report strip (x, x', D(x'), differences, zoom), stored as PNG")

@@ -144,3 +144,31 @@ def test_a_defense_whose_file_is_missing_is_not_built_by_its_check(tmp_path):
     assert built == [present]
     with pytest.raises(ConfigError, match="expected a file, got the folder"):
         NeedsWeights.check_params({"weights": tmp_path}, tmp_path)
+
+
+def test_a_built_plugin_does_not_depend_on_what_was_drawn_before(tmp_path):
+    """A plugin whose constructor draws (a randomly initialised network) is built the same in any process and
+    after any other draws: its spec seeds the build, and the caller's generator state is left as it was."""
+    import torch
+
+    cfg_path = write_config(tmp_path, """
+[[datasets]]
+name = "synthetic"
+limit = 2
+[[metrics]]
+name = "torch_module"
+factory = "benchmark.metrics.cnniqa:CNNIQANet"
+score_range = [-1, 1]
+[[attacks]]
+name = "fgsm"
+[[defenses]]
+name = "identity"
+""")
+    spec = load_config(cfg_path).metrics[0]
+    torch.manual_seed(1)
+    a = spec.build().state_dict()
+    torch.rand(1000)   # other draws in between
+    state = torch.random.get_rng_state()
+    b = spec.build().state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from conftest import example_copy, fgsm_pgd_tables, folder_config, write_image_folder
-from strip_helpers import store_strips
 
 from benchmark.cli import main
 from benchmark.reports import build_report
@@ -153,10 +152,7 @@ def pages(tmp_path_factory):
     root = write_image_folder(tmp / "images", 4)
     second = MATRIX.replace('name = "jpeg"\nquality = 40', 'name = "median"')
     for name, tables in (("one", MATRIX), ("two", second)):
-        cfg = folder_config(tmp, name, root, tables, mos=True)
-        assert main(["run", str(cfg), "--no-progress"]) == 0
-        if store_strips(cfg, tmp / "runs" / name):   # until the runner runs the strip stages itself
-            build_report(tmp / "runs" / name)
+        assert main(["run", str(folder_config(tmp, name, root, tables, mos=True)), "--no-progress"]) == 0
     site = tmp / "site"
     assert main(["leaderboard", str(tmp / "runs" / "one"), str(tmp / "runs" / "two"), "-o", str(site)]) == 0
     browser = DevTools(CHROMIUM, tmp / "profile")
@@ -220,10 +216,8 @@ def test_quickstart_report_from_a_copy_in_another_folder(pages, tmp_path):
     """The quickstart's report copied on its own elsewhere: its links resolve, its strips show the attack at
     native size (lossless, a 4× zoom) and following a worst attack's link shows its images."""
     browser, _, _ = pages
-    config = example_copy(tmp_path) / "quickstart.toml"
-    assert main(["run", str(config), "--output-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
-    if store_strips(config, tmp_path / "runs" / "quickstart"):   # until the runner runs the strip stages itself
-        build_report(tmp_path / "runs" / "quickstart")
+    assert main(["run", str(example_copy(tmp_path) / "quickstart.toml"), "--output-dir", str(tmp_path / "runs"),
+                 "--no-progress"]) == 0
     copy = tmp_path / "elsewhere" / "shared-report.html"
     copy.parent.mkdir()
     shutil.copy(tmp_path / "runs" / "quickstart" / "report.html", copy)

@@ -9,7 +9,6 @@ from unittest import mock
 
 import pytest
 from conftest import folder_config, write_image_folder
-from strip_helpers import store_strips
 
 MATRIX = """
 [[metrics]]
@@ -38,14 +37,11 @@ name = "flip"
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
     from benchmark.cli import main
-    from benchmark.reports import build_report
 
     tmp = tmp_path_factory.mktemp("report")
     root = write_image_folder(tmp / "images", 4)
     cfg = folder_config(tmp, "rep", root, MATRIX, mos=True, run_extra="batch_size = 3")
     assert main(["run", str(cfg), "--no-progress"]) == 0
-    if store_strips(cfg, tmp / "runs" / "rep"):   # until the runner runs the strip stages itself
-        build_report(tmp / "runs" / "rep")
     return tmp / "runs" / "rep"
 
 
@@ -156,10 +152,6 @@ label = "<b onmouseover=alert(2)>jpeg</b>"
 """)
     assert main(["run", str(cfg), "--no-progress"]) == 0
     run = tmp_path / "runs" / "esc"
-    if store_strips(cfg, run):   # until the runner runs the strip stages itself
-        from benchmark.reports import build_report
-
-        build_report(run)
     assert main(["leaderboard", str(run), "-o", str(tmp_path / "site")]) == 0
     for page in (run / "report.html", tmp_path / "site" / "index.html"):
         html = page.read_text()

@@ -1,22 +1,20 @@
-"""The ``strip`` stage (benchmark/stages/strip.py) on a real run of the ``synthetic`` dataset: it stores the strip's
-images once, from the same batch and seed as the def_adv stage (so D(x') reproduces the stored PSNR exactly), on
-one image per (dataset, metric), and says why a panel is missing."""
+"""The ``strip`` stage (benchmark/stages/strip.py) on a real run of the ``synthetic`` dataset: the runner stores
+each cell's strip once, from the same batch and seed as the def_adv stage (so D(x') reproduces the stored PSNR
+exactly), on one image per (dataset, metric), and says why a panel is missing."""
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 
 import pytest
 import torch
 from conftest import write_config
-from strip_helpers import StubContext, planned_cells, strip_stage
+from strip_helpers import context, strip_stages
 
 from benchmark.attacked import decode
 from benchmark.cli import main
-from benchmark.config import load_config
 from benchmark.quality import psnr
 from benchmark.stages import strip
-from benchmark.store import RunStore
 
 MATRIX = """
 [run]
@@ -59,17 +57,11 @@ def stored_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def strips(stored_run):
-    """Every cell's strip record, made here by the stage function (by defense label)."""
+    """Every cell's strip stage and the record the run stored for it (by defense label), and a stage context."""
     cfg_path, run = stored_run
-    cfg = load_config(cfg_path)
-    ctx = StubContext(cfg, RunStore(run))
-    cells = planned_cells(cfg_path, run)
-    return {c.defense.label: (c, strip.run(ctx, strip_stage(c))) for c in cells}, ctx
-
-
-def _png(ctx, cell, rec, name) -> torch.Tensor:
-    return decode((ctx.store.root / "stages" / "strip" / cell.keys["strip"] / rec["files"][name]["file"]).read_bytes(),
-                  "png")
+    ctx = context(cfg_path, run)
+    return {label: (stage.cell, ctx.store.load("strip", stage.key)) for label, stage in strip_stages(cfg_path).items()
+            }, ctx
 
 
 def test_one_image_per_section_the_median_clean_score(strips):
@@ -109,31 +101,43 @@ def test_stored_images_are_the_runs_images_and_d_of_x_adv_reproduces_def_adv(str
     assert d.shape[0] == 3 and torch.equal(d[0], d[1]) and rec["amp"]["attacked"] == round(0.5 / rec["linf"]["attacked"])
 
 
-def test_a_different_batch_does_not_reproduce_a_stochastic_defense_and_says_so(stored_run, strips):
+def test_the_stage_run_again_makes_the_same_record_and_files(stored_run, strips):
     cfg_path, run = stored_run
     made, ctx = strips
-    cell = made["random_noise"][0]
-    cfg = load_config(cfg_path)
-    other = StubContext(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_size=1)), ctx.store)
-    rec = strip.run(other, strip_stage(cell))   # another batch: another seed, other noise
+    stages = strip_stages(cfg_path)
+    for label in ("random_noise", "median_smoothing(n=4)"):
+        files = {n: (run / "stages" / "strip" / stages[label].key / f["file"]).read_bytes()
+                 for n, f in made[label][1]["files"].items()}
+        again = json.loads(json.dumps(strip.run(context(cfg_path, run), stages[label])))
+        stored = {k: v for k, v in made[label][1].items() if k in again}
+        assert again == stored
+        assert all((run / "stages" / "strip" / stages[label].key / f["file"]).read_bytes() == files[n]
+                   for n, f in again["files"].items())
+
+
+def test_a_different_batch_does_not_reproduce_a_stochastic_defense_and_says_so(stored_run, strips):
+    cfg_path, run = stored_run
+    stages = strip_stages(cfg_path)
+    other = context(cfg_path, run, batch_size=1)   # another batch: another seed, other noise
+    rec = strip.run(other, stages["random_noise"])
     assert "not the stored" in rec["why_purified"] and "purified" not in rec["files"]
     # the deterministic jpeg does not depend on the batch
-    assert strip.run(other, strip_stage(made["jpeg(quality=40)"][0]))["why_purified"] == ""
+    assert strip.run(other, stages["jpeg(quality=40)"])["why_purified"] == ""
 
 
 def test_an_attacked_file_that_is_not_the_runs_stores_nothing(stored_run, strips, tmp_path):
     import shutil
 
-    _, run = stored_run
+    cfg_path, run = stored_run
     made, _ = strips
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    cfg = load_config(stored_run[0])
-    ctx = StubContext(cfg, RunStore(copy))
-    cell, rec = made["jpeg(quality=40)"]
-    ctx.store.save_image("attack", cell.keys["attack"], rec["image_id"], torch.zeros(3, 48, 48), "png")
-    bad = strip.run(ctx, strip_stage(cell))
-    assert bad["files"] == {} and "does not match" in bad["why"] and bad["image_id"] == rec["image_id"]
+    ctx = context(cfg_path, copy)
+    stage = strip_stages(cfg_path)["jpeg(quality=40)"]
+    image = made["jpeg(quality=40)"][1]["image_id"]
+    ctx.store.save_image("attack", stage.deps["attack"], image, torch.zeros(3, 48, 48), "png")
+    bad = strip.run(ctx, stage)
+    assert bad["files"] == {} and "does not match" in bad["why"] and bad["image_id"] == image
 
 
 def test_pick_image_median_of_finite_scores():
