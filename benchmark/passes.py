@@ -182,8 +182,9 @@ def write_passes(run_dir: Path, stages, kinds: tuple[str, ...]) -> dict[str, Any
     forward (``defense``) and stored attacked images decoded (``decodes``). The minimum forward passes are the
     stage's forward passes less its repeats (none for a defense stage of a ``baseline`` defense); the minimum
     defense passes are one per image for ``def_quality`` (D(x), shared by every metric) and ``def_adv`` (D(x')),
-    none for ``def_clean``, which scores the stored D(x); the minimum decodes are one per image of each attack
-    for all the defenses that read it."""
+    none for ``def_clean``, which scores the stored D(x), and none for ``strip``, whose purification of the picked
+    image's batch for the report is counted as the report's extra work; the minimum decodes are one per image of
+    each attack for all the defenses that read it."""
     store, rows, first_read = RunStore(run_dir), [], set()
     for st in stages:
         p = stored_passes(store.stage_path(st.kind, st.key))
@@ -198,7 +199,7 @@ def write_passes(run_dir: Path, stages, kinds: tuple[str, ...]) -> dict[str, Any
         rows.append({"stage": st.kind, "key": st.key, **st.cell.labels(), "defense_passes": p.get("defense", 0),
                      **{k: v for k, v in p.items() if k != "defense"},
                      "min_forward": 0 if baseline else p["forward"] - p["repeat"], "min_backward": p["backward"],
-                     "min_defense": p.get("defense", 0) if st.kind != "def_clean" else 0,
+                     "min_defense": p.get("defense", 0) if st.kind not in ("def_clean", "strip") else 0,
                      "min_decodes": min_decodes})
     totals: dict[str, dict[str, float]] = {}
     counted = ("forward", "backward", "defense_passes", "decodes", "min_forward", "min_backward", "min_defense",

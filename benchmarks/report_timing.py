@@ -56,7 +56,7 @@ def _write(path: Path, obj) -> None:
 
 
 def strip_pool(side: int, n: int = 3) -> list[dict[str, bytes]]:
-    """``n`` strips (name -> PNG bytes) made by the strip stage's encoder: a photograph, an 4/255 sign perturbation,
+    """``n`` strips (name -> PNG bytes) made by the strip stage's encoder: a photograph, a 4/255 sign perturbation,
     a blur as the defense."""
     import torch
     import torch.nn.functional as F

@@ -28,7 +28,7 @@ from .certificates import certificate_panels
 from .format import fmt
 from .ranking import rule_text
 from .runinfo import attach_baseline, load_manifest, measures_link, provenance_text
-from .strips import StoredStrips, score_def_of, section_strips
+from .strips import StoredStrips, section_strips
 from .verdicts import run_statistics
 
 SINGLE_PAGE_CELLS = 200   # a run of more cells gets one page per (dataset, metric) in report/
@@ -152,7 +152,7 @@ def render_html(run_dir: Path, summary: pd.DataFrame, records: pd.DataFrame | No
     errors = store.errors()
     strips = StoredStrips(run_dir, errors)
     for s in tqdm(secs, desc="report: image strips", disable=not progress or len(secs) < 2, leave=False):
-        s["strips"] = section_strips(strips, s.pop("strip_plan"), score_def_of(records))
+        s["strips"] = section_strips(strips, s.pop("strip_plan"))
         shown = {c["defense"]: c["anchor"] for c in s["strips"]["strips"] if c.get("panels")}
         for row in s["ranking"]["tables"][0]["rows"] if s["ranking"]["tables"] else []:
             if row["defense"] in shown:   # the worst attack links to its images

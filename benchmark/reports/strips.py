@@ -19,8 +19,6 @@ import logging
 import math
 from pathlib import Path
 
-import pandas as pd
-
 from ..store import RunStore
 
 log = logging.getLogger(__name__)
@@ -160,23 +158,9 @@ def strip_panels(strips: StoredStrips, key: str, rec: dict, names: tuple[str, ..
     return panels
 
 
-def score_def_of(records: pd.DataFrame | None):
-    """``(cell, image id) -> s_D`` from the per-image records: for a strip stored before its cell's def_clean
-    stage (the strip stage does not wait for it), whose record lacks s_D."""
-    def find(cell: dict, image_id: str) -> float:
-        if records is None or records.empty:
-            return math.nan
-        hit = records.loc[(records["dataset"] == cell["dataset"]) & (records["metric"] == cell["metric"])
-                          & (records["attack"] == cell["attack"]) & (records["defense"] == cell["defense"])
-                          & (records["image_id"].astype(str) == str(image_id)), "score_def"]
-        return float(hit.iloc[0]) if len(hit) else math.nan
-    return find
-
-
-def section_strips(strips: StoredStrips, cells: list[dict], score_def=None) -> dict:
+def section_strips(strips: StoredStrips, cells: list[dict]) -> dict:
     """The strips of one section: ``cells`` (dicts with dataset, metric, attack, defense, keys, anchor, baseline) in
-    the order shown. Returns the section's clean panel, one strip per shown cell, the cells left out and notes.
-    ``score_def``: where s_D comes from when a strip's record lacks it (:func:`score_def_of`)."""
+    the order shown. Returns the section's clean panel, one strip per shown cell, the cells left out and notes."""
     shown, left = choose(cells, strips)
     clean, image, out, notes = None, None, [], []
     for cell in shown:
@@ -192,9 +176,7 @@ def section_strips(strips: StoredStrips, cells: list[dict], score_def=None) -> d
             if rec.get("scaled"):
                 notes.append(f"images are {rec['width']}×{rec['height']} px, shown scaled to {rec['max_side']} px; "
                              "the zoomed crops are at native resolution")
-        sc = dict(rec.get("scores", {}))
-        if score_def is not None and not math.isfinite(_num(sc.get("score_def"))):
-            sc["score_def"] = score_def(cell, rec["image_id"])
+        sc = rec.get("scores", {})
         out.append({**cell, "image_id": rec["image_id"],
                     "panels": strip_panels(strips, key, rec, (("clean",) if rec["image_id"] != image else ()) + PANELS),
                     "why": "" if cell.get("baseline") else rec.get("why_purified", ""),
@@ -206,4 +188,4 @@ def section_strips(strips: StoredStrips, cells: list[dict], score_def=None) -> d
             "budget": f"{STRIPS_PER_SECTION} strips, {SECTION_IMAGE_BYTES / 1e6:.0f} MB of images"}
 
 
-__all__ = ["STRIPS_PER_SECTION", "SECTION_IMAGE_BYTES", "StoredStrips", "choose", "score_def_of", "section_strips"]
+__all__ = ["STRIPS_PER_SECTION", "SECTION_IMAGE_BYTES", "StoredStrips", "choose", "section_strips"]

@@ -168,7 +168,7 @@ def run(ctx, stage: Stage) -> dict[str, Any]:
     attack = ctx.store.load("attack", stage.deps["attack"])
     adv = {str(r["image_id"]): r for r in attack["records"]}
     defended = _rows(ctx, "def_adv", stage.deps["def_adv"])
-    clean = _rows(ctx, "clean", cell.keys["clean"])
+    clean = _rows(ctx, "clean", stage.deps["clean"])
     record: dict[str, Any] = {"version": STRIP_VERSION, "pick": PICK, "files": {}, "why": "", "why_purified": ""}
     image_id = pick_image(list(clean.values()), set(adv) & set(defended))
     record["image_id"] = image_id
@@ -180,7 +180,7 @@ def run(ctx, stage: Stage) -> dict[str, Any]:
         return {**record, "why": f"image {image_id} is not in dataset {cell.dataset.label} here"}
     ids = [e.image_id for e in group]
     x = images.read(group[ids.index(image_id)])
-    score_def = _rows(ctx, "def_clean", cell.keys.get("def_clean")).get(image_id, {}).get("score_def")
+    score_def = _rows(ctx, "def_clean", stage.deps["def_clean"]).get(image_id, {}).get("score_def")
     record.update(width=int(x.shape[-1]), height=int(x.shape[-2]), scaled=max(x.shape[-2:]) > MAX_SIDE,
                   max_side=MAX_SIDE, zoom=ZOOM,
                   scores={"score": _finite(clean[image_id].get("score")), "score_def": _finite(score_def),

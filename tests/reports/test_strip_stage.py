@@ -60,8 +60,13 @@ def strips(stored_run):
     """Every cell's strip stage and the record the run stored for it (by defense label), and a stage context."""
     cfg_path, run = stored_run
     ctx = context(cfg_path, run)
-    return {label: (stage.cell, ctx.store.load("strip", stage.key)) for label, stage in strip_stages(cfg_path).items()
-            }, ctx
+    stages = strip_stages(cfg_path)
+    return {label: (stage.cell, ctx.store.load("strip", stage.key)) for label, stage in stages.items()}, ctx
+
+
+def _png(ctx, cell, rec, name) -> torch.Tensor:
+    return decode((ctx.store.root / "stages" / "strip" / cell.keys["strip"] / rec["files"][name]["file"]).read_bytes(),
+                  "png")
 
 
 def test_one_image_per_section_the_median_clean_score(strips):
@@ -162,4 +167,5 @@ def test_panels_helpers():
 
 
 def test_kind_declares_the_stage():
-    assert strip.KIND.name == "strip" and strip.KIND.deps == ("attack", "def_adv") and strip.KIND.run is strip.run
+    assert strip.KIND.name == "strip" and strip.KIND.run is strip.run
+    assert set(strip.KIND.deps) == {"clean", "attack", "def_clean", "def_adv"}   # all it reads, stored first

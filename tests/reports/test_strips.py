@@ -9,7 +9,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
 
 from benchmark.reports import build_report, html, strips
 
@@ -134,19 +133,3 @@ def test_cell_page_points_into_the_section_page_and_a_small_rerender_removes_the
     assert [p.name for p in (run / "report").iterdir()] == ["notes.txt"]
     assert html.cell_page(run, summary["dataset"][0], summary["metric"][0]) == "report.html"
 
-
-def test_a_strip_stored_before_its_def_clean_stage_takes_s_d_from_the_records(tmp_path):
-    import pandas as pd
-
-    run = _run(tmp_path / "run", defenses=2)
-    cells = json.loads((run / "cells.json").read_text())
-    path = run / "stages" / "strip" / f"{cells[1]['keys']['strip']}.json"
-    rec = json.loads(path.read_text())
-    rec["scores"]["score_def"] = None
-    path.write_text(json.dumps(rec))
-    records = pd.DataFrame([{**{k: cells[1][k] for k in ("dataset", "metric", "attack", "defense")},
-                             "image_id": rec["image_id"], "score_def": 42.5}])
-    plan = [{**c, "anchor": f"strip-{i}", "baseline": i == 0} for i, c in enumerate(cells)]
-    out = strips.section_strips(strips.StoredStrips(run), plan, strips.score_def_of(records))
-    assert "s_D = 42.5," in out["strips"][1]["scores"]
-    assert "s_D = –," in strips.section_strips(strips.StoredStrips(run), plan)["strips"][1]["scores"]
