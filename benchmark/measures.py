@@ -208,8 +208,20 @@ def finite_rows(g: pd.DataFrame) -> tuple[pd.DataFrame, int, str]:
     return g.iloc[:1].assign(**{c: math.nan for c in SCORES}), 0, note
 
 
-def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
-    """All summary measures of one (dataset, metric, attack, defense) cell, over its images with finite scores."""
+def _memo(memo: dict | None, fn, *arrays: np.ndarray, **kw):
+    """``fn(*arrays, **kw)``, computed once per distinct input when ``memo`` is a dict: the correlations of the
+    clean scores are the same in every cell of a (dataset, metric), those of s_D in every attack's cell."""
+    if memo is None:
+        return fn(*arrays, **kw)
+    key = (fn.__name__, *(a.tobytes() for a in arrays), tuple(sorted(kw.items())))
+    if key not in memo:
+        memo[key] = fn(*arrays, **kw)
+    return memo[key]
+
+
+def summarize_cell(g: pd.DataFrame, memo: dict | None = None) -> dict[str, float]:
+    """All summary measures of one (dataset, metric, attack, defense) cell, over its images with finite scores
+    (``memo``: a dict shared by the cells of one summary, so that a correlation shared by cells is computed once)."""
     notes: list[str] = []
     g, n_finite, left_out = finite_rows(g)
     if left_out:
@@ -270,7 +282,8 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
         m = g["mos"].to_numpy(float)
         why: dict[str, list[str]] = {}   # reason -> the correlations it concerns
         for tag, col in (("clean", s), ("def_clean", sd), ("def_adv", sad), ("adv", sa)):
-            c = correlations(col, m, lower_better=lower, mos_lower_better=mos_lower, mapping=PLCC_MAPPING)
+            c = _memo(memo, correlations, col, m, lower_better=lower, mos_lower_better=mos_lower,
+                      mapping=PLCC_MAPPING)
             for k in ("srocc", "krocc", "plcc", "plcc_raw", "rmse"):
                 out[f"{k}_{tag}"] = c[k]
             out[f"plcc_mapping_failed_{tag}"] = c["mapping_failed"]
@@ -279,8 +292,8 @@ def summarize_cell(g: pd.DataFrame) -> dict[str, float]:
         notes += [f"{reason} (correlations of {', '.join(tags)})" for reason, tags in why.items()]
         out["plcc_mapping"] = PLCC_MAPPING
         for tag, col in (("clean", s), ("def_clean", sd)):
-            out[f"srocc_{tag}_lo"], out[f"srocc_{tag}_hi"] = bootstrap_ci(
-                col, m, lower_better=lower, mos_lower_better=mos_lower, n_boot=N_BOOT)
+            out[f"srocc_{tag}_lo"], out[f"srocc_{tag}_hi"] = _memo(
+                memo, bootstrap_ci, col, m, lower_better=lower, mos_lower_better=mos_lower, n_boot=N_BOOT)
         n_mos = int((np.isfinite(m) & np.isfinite(s)).sum())
         if n_mos < MIN_N_BOOT:
             notes.append(f"{n_mos} image(s) with MOS: bootstrap intervals need {MIN_N_BOOT}")
@@ -294,7 +307,7 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     """One row per cell with every summary measure (records with errors excluded)."""
     if records.empty:
         return pd.DataFrame(columns=CELL)
-    rows = []
+    rows, memo = [], {}
     for key, g in records.groupby(CELL, sort=False):
         row = dict(zip(CELL, key))
         row["adaptive_attack"] = bool(g["adaptive_attack"].iloc[0]) if "adaptive_attack" in g else False
@@ -303,6 +316,6 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
         for col in ("budget", "threat_model"):   # the worst case is taken per budget
             if col in g:
                 row[col] = g[col].iloc[0]
-        row.update(summarize_cell(g))
+        row.update(summarize_cell(g, memo))
         rows.append(row)
     return pd.DataFrame(rows)
