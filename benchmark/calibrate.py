@@ -134,7 +134,8 @@ def calibrate(cfg: MatrixConfig, targets: list, n_images: int = 8, tol: float = 
                for t in targets]
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.run.threads)   # [run] threads, as a run's stages
+    if cfg.run.threads is not None:   # [run] threads, as a run's stages
+        torch.set_num_threads(cfg.run.threads)
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(replace(cfg, datasets=cfg.datasets[:1]), Path(tmp), progress=False)
         # the first n images of the first dataset, as far as they share one size (one batch)

@@ -22,11 +22,13 @@ EXECUTORS = ("local", "ray")   # what runs the stages (benchmark.executors.make_
 RUN_KEYS = {"name", "output_dir", "device", "batch_size", "seed", "image_size", "size_policy", "plugins", "lpips",
             "dists", "attacked_images", "executor", "ray_address", "threads"}
 MAX_THREADS = 1024
-# torch threads per process that runs stages, when [run] threads is not given. Measured with
-# benchmarks/torch_threads.py (the figures: docs/matrix.md): on a machine whose cores are all busy, every thread
-# past one per process slows a stage down (the threads of a parallel region wait for each other), and records
-# are bit-identical to the Ray executor's single-threaded workers only with one thread.
-DEFAULT_THREADS = 1
+# torch threads per process that runs stages, when [run] threads is not given: None, torch's own default (one per
+# core). Measured (docs/matrix.md): on an idle 2-core machine the quickstart takes 37.6 s with torch's default
+# against 65.5 s with one thread; on a machine whose cores are all busy (several runs, Ray workers, tests), every
+# thread past one per process slows a stage down (benchmarks/torch_threads.py: 5.7 s against 53.7 s), so such a
+# run sets threads = 1. Records are bit-identical to the Ray executor's single-threaded workers with threads = 1;
+# the default keeps the records of runs made before this key existed.
+DEFAULT_THREADS: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class RunSettings:
     executor: str = "local"          # where stages run; `run --executor` overrides it
     ray_address: str | None = None   # the Ray cluster to join; `run --address` overrides it
     # torch threads (torch.set_num_threads) of each process that runs stages; `run --threads` overrides it
-    threads: int = DEFAULT_THREADS
+    threads: int | None = DEFAULT_THREADS
 
 
 def device_problem(device: str) -> str | None:

@@ -96,7 +96,8 @@ class Runner:
             log.info("all %d cells are already stored in %s; nothing to run", len(cells), self.store.root)
             return 0
         threads = torch.get_num_threads()
-        torch.set_num_threads(self.cfg.run.threads)   # [run] threads: this process's stages (Ray workers: their own)
+        if self.cfg.run.threads is not None:   # [run] threads: this process's stages (Ray workers: their own)
+            torch.set_num_threads(self.cfg.run.threads)
         try:
             with logging_redirect_tqdm():
                 (executor or LocalExecutor()).execute(self, graph, cells)

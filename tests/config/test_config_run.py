@@ -1,5 +1,6 @@
 """``[run]`` (``benchmark.config_run``): ``threads``, the torch threads of each process that runs stages, is an
-integer within 1..1024, 1 when not given (measured: docs/matrix.md), and ``run --threads N`` wins over it."""
+integer within 1..1024, torch's own default when not given (measured: docs/matrix.md), and ``run --threads N``
+wins over it."""
 from __future__ import annotations
 
 import pytest
@@ -19,10 +20,10 @@ def matrix(tmp_path, run: str = ""):
     return write_config(tmp_path, f'[run]\nname = "threads"\n{run}\n{TABLES}')
 
 
-def test_threads_default_to_one_and_are_read_from_the_file(tmp_path):
-    assert DEFAULT_THREADS == 1 and RunSettings(name="x", output_dir=tmp_path).threads == 1
+def test_threads_default_to_torch_s_own_and_are_read_from_the_file(tmp_path):
+    assert DEFAULT_THREADS is None and RunSettings(name="x", output_dir=tmp_path).threads is None
     assert "threads" in RUN_KEYS
-    assert load_config(matrix(tmp_path)).run.threads == 1
+    assert load_config(matrix(tmp_path)).run.threads is None
     assert load_config(matrix(tmp_path, "threads = 3")).run.threads == 3
 
 
