@@ -71,7 +71,6 @@ class Runner:
         self.skipped: list[dict[str, str]] = [dict(s) for s in cfg.skipped]  # optional entries left out
         self.ctx = StageContext(cfg, self.store, progress=progress, skipped=self.skipped)
         self.kinds = kinds()
-        self.cells: list[Cell] = []
         self._cells_of: dict[str, list[Cell]] = {}
 
     def open_images(self, spec):
@@ -109,8 +108,7 @@ class Runner:
         return self.failed_cells(cells)
 
     def prepare(self, cells: list[Cell]) -> dict[str, Stage]:
-        """Remember the planned cells (which cells a stage serves) and return their stage graph."""
-        self.cells = cells
+        """Remember which planned cells each stage serves and return their stage graph."""
         self._cells_of = {}
         for c in cells:
             for key in c.keys.values():
@@ -119,10 +117,6 @@ class Runner:
 
     def cell_done(self, c: Cell) -> bool:
         return all(self.store.has(k, key) for k, key in c.keys.items())
-
-    def cell_settled(self, c: Cell) -> bool:
-        """Every stage of the cell is stored, failed, skipped or blocked: nothing of it is left to run."""
-        return all(self.store.has(k, key) or key in self.failed or key in self.blocked for k, key in c.keys.items())
 
     def failed_cells(self, cells: list[Cell]) -> int:
         """Cells whose records are incomplete for another reason than a skip."""
