@@ -27,6 +27,7 @@ ends. Joining a cluster, authentication is the cluster's and the user's business
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "the ray executor needs Ray: pip install -e '.[ray]'"
+LOOKAHEAD = 256   # ready stages an actor's next stage is chosen from (bounds the choice on a study-sized graph)
 OWN_TOKEN = secrets.token_hex(32)  # the token of the Ray instances this process starts (never written to a file)
 
 
@@ -168,7 +170,28 @@ class RayExecutor:
     def _schedule(self, ray, runner: Runner, todo: dict[str, Stage], waiting: dict[str, list[Cell]], bar) -> None:
         """Run the stages of ``todo`` on a pool of actors, each as soon as the stages it reads are settled."""
         actors: list = []
-        pending = dict(todo)     # not yet sent out, in the graph's order
+        # the stages each one still waits for (those stored before the run are not in todo), and who waits for it
+        unmet = {key: {d for d in st.deps.values() if d in todo} for key, st in todo.items()}
+        dependents: dict[str, list[str]] = {}
+        for key, deps in unmet.items():
+            for d in deps:
+                dependents.setdefault(d, []).append(key)
+        ready = {key: st for key, st in todo.items() if not unmet[key]}   # settled deps, in the graph's order
+
+        def settle(key: str) -> None:
+            """``key`` has its outcome: its cells may be done, the stages waiting for it may be ready (or blocked,
+            recorded here without a worker)."""
+            self._settle(key, waiting, bar)
+            for d in dependents.pop(key, ()):
+                unmet[d].discard(key)
+                if not unmet[d]:
+                    blocked = runner.blocked_outcome(todo[d])
+                    if blocked is None:
+                        ready[d] = todo[d]
+                    else:
+                        runner.record(todo[d], blocked)
+                        settle(d)
+
         self.trace = []
         try:
             files = RemoteFiles(self._file_server(ray, runner))
@@ -176,21 +199,16 @@ class RayExecutor:
             actors = [make() for _ in range(n)]
             held: list[tuple | None] = [None] * n   # the (dataset, metric, attack) of each actor's last stage
             flight: dict[Any, tuple[int, Stage]] = {}
-            while pending or flight:
+            while ready or flight:
                 busy = {i for i, _ in flight.values()}
                 for i in (i for i in range(n) if i not in busy):
-                    stage = self._pick(pending, held[i], runner, waiting, bar)
-                    if stage is None:
+                    if not ready:
                         break
-                    del pending[stage.key]
+                    stage = ready.pop(self._pick(ready, held[i]))
                     records = {(k, key): runner.store.load(k, key) for k, key in stage.deps.items()}
                     flight[actors[i].run.options(retry_exceptions=True).remote(stage, records, files)] = (i, stage)
                     held[i] = self._locality(stage)
                     self.trace.append(("start", stage.kind, stage.key, time.monotonic()))
-                if not flight:
-                    if pending:
-                        raise RuntimeError("ray executor: no stage can start (a dependency cycle in the graph)")
-                    break
                 ref = ray.wait(list(flight), num_returns=1)[0][0]
                 i, stage = flight.pop(ref)
                 self.trace.append(("end", stage.kind, stage.key, time.monotonic()))
@@ -205,7 +223,9 @@ class RayExecutor:
                     out = Outcome(stage.kind, stage.key, "failed", error={
                         "stage": stage.kind, **stage.labels(), "error": f"worker: {type(exc).__name__}: {exc}"})
                 runner.record(stage, out)
-                self._settle(stage.key, waiting, bar)
+                settle(stage.key)
+            if any(unmet.values()):
+                raise RuntimeError("ray executor: no stage can start (a dependency cycle in the graph)")
         finally:
             for a in actors:
                 ray.kill(a)
@@ -216,25 +236,15 @@ class RayExecutor:
         return (c.dataset.key_text(), c.metric.key_text() if stage.kind != "def_quality" else None,
                 stage.deps.get("attack"))
 
-    def _pick(self, pending: dict[str, Stage], held, runner: Runner, waiting, bar) -> Stage | None:
-        """The first pending stage whose deps are settled, preferring one that shares the actor's last dataset,
-        metric and attack; a stage blocked by a failed or skipped dep is recorded here, without a worker."""
+    def _pick(self, ready: dict[str, Stage], held) -> str:
+        """The key of the ready stage that shares most of the actor's last dataset, metric and attack (the first of
+        the first ``LOOKAHEAD`` ready stages, in the graph's order, on a tie)."""
         best, best_score = None, -1
-        for key in list(pending):
-            stage = pending[key]
-            if not all(runner.store.has(k, d) or d in runner.failed or d in runner.blocked
-                       for k, d in stage.deps.items()):
-                continue
-            blocked = runner.blocked_outcome(stage)
-            if blocked is not None:
-                del pending[key]
-                runner.record(stage, blocked)
-                self._settle(key, waiting, bar)
-                continue
-            loc = self._locality(stage)
+        for key in itertools.islice(ready, LOOKAHEAD):
+            loc = self._locality(ready[key])
             score = sum(a is not None and a == b for a, b in zip(loc, held or (None, None, None)))
             if score > best_score:
-                best, best_score = stage, score
+                best, best_score = key, score
             if score == 3:
                 break
         return best

@@ -17,7 +17,7 @@ import torch
 from ..images import resize_to
 from ..quality import identical_quality, pair_quality, quality_keys
 from .base import Stage, StageKind
-from .purify import defense_seed
+from .purify import aligned_quality, defense_seed
 
 
 def stored_quality(rows: dict[str, dict], ids: list[str], keys: tuple[str, ...], suffix: str) -> dict[str, torch.Tensor]:
@@ -114,10 +114,7 @@ def run_adv(ctx, stage: Stage) -> dict[str, Any]:
                  else pair_quality(out, x, lpips=run_cfg.lpips, dists=run_cfg.dists))
         else:
             q = pair_quality(resize_to(out, x), x, lpips=run_cfg.lpips, dists=run_cfg.dists)
-        q_aligned = q  # against A(x), the clean image in the output's geometry (docs/measures.md#defense)
-        if defense.changes_geometry:  # align draws what forward drew, from a generator in the same state
-            ref = defense.align(x, generator=torch.Generator().manual_seed(seed)).clamp(0, 1)
-            q_aligned = pair_quality(out, resize_to(ref, out), lpips=run_cfg.lpips, dists=run_cfg.dists)
+        q_aligned = aligned_quality(defense, out, x, seed, q, run_cfg)
         rows += [_row(i, "score_adv_def", scores[j], "adv", seconds, q, q_aligned, j, certs[j])
                  for j, i in enumerate(ids)]
     return {"records": rows, "defense_meta": defense_meta(defense)}

@@ -28,6 +28,16 @@ def defense_seed(ctx, cell, ids: list[str]) -> int:
                      ids)
 
 
+def aligned_quality(defense, out: torch.Tensor, x: torch.Tensor, seed: int, q: dict, run_cfg) -> dict:
+    """The quality of ``out`` (D's output on ``x``) against A(x), the clean image in the output's geometry
+    (docs/measures.md#defense): ``q`` itself unless D moves pixels; then ``align`` draws what ``forward`` drew,
+    from a generator seeded as D's was."""
+    if not defense.changes_geometry:
+        return q
+    ref = defense.align(x, generator=torch.Generator().manual_seed(seed)).clamp(0, 1)
+    return pair_quality(out, resize_to(ref, out), lpips=run_cfg.lpips, dists=run_cfg.dists)
+
+
 def on_8bit_grid(x: torch.Tensor) -> bool:
     return bool(torch.equal(torch.round(x * 255) / 255, x))
 
@@ -50,10 +60,7 @@ def run(ctx, stage: Stage) -> dict[str, Any]:
             q = identical_quality(len(ids), min(x.shape[-2:]), lpips=run_cfg.lpips, dists=run_cfg.dists)
         else:
             q = pair_quality(resize_to(out, x), x, lpips=run_cfg.lpips, dists=run_cfg.dists)
-        q_aligned = q  # against A(x), the clean image in the output's geometry (docs/measures.md#defense)
-        if defense.changes_geometry:  # align draws what forward drew, from a generator in the same state
-            ref = defense.align(x, generator=torch.Generator().manual_seed(seed)).clamp(0, 1)
-            q_aligned = pair_quality(out, resize_to(ref, out), lpips=run_cfg.lpips, dists=run_cfg.dists)
+        q_aligned = aligned_quality(defense, out, x, seed, q, run_cfg)
         fmt = ("png" if on_8bit_grid(out) else "float32") if keep and not same else None
         if not keep and not same:
             ctx.keep_purified(stage.key, ids, out)
