@@ -11,7 +11,9 @@ clean scores, no certificate) is NaN, and the cell's ``nan_reasons`` says why.
 """
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ CELL = list(CELL_KEY)  # a list, as pandas groupby wants
 # Schema groups whose summary columns that the records also hold are those record columns' cell means
 # (full-reference quality of the image pairs, perturbation norms, defense time).
 MEAN_GROUPS = ("attack", "quality", "cost")
+MEAN_COLUMNS = tuple(c.name for c in COLUMNS.values() if c.kind == "summary" and c.group in MEAN_GROUPS)
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -45,8 +48,14 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     if float(np.ptp(v)) == 0.0:
         return (m, m, m)
     # = stats.t.interval(level, n - 1, loc=m, scale=stats.sem(v)), without its per-call overhead
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1)) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
+    half = t_quantile(0.5 + level / 2, len(v) - 1) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
     return (m, m - half, m + half)
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(q: float, dof: int) -> float:
+    """``scipy.stats.t.ppf(q, dof)``, computed once per (q, dof): every cell of a run has the same few image counts."""
+    return float(stats.t.ppf(q, dof))
 
 
 def absolute_gain(s, s_other, r: float) -> float:
@@ -100,10 +109,13 @@ def msu_normalized_gains(s, s_adv, sign: int) -> dict[str, float]:
 
     ``sign · (ŝ' - ŝ)`` and ``sign · (ŝ' - ŝ) / (ŝ + 1)``: score_methods.py ``normalized_absolute_gain``
     and ``normalized_relative_gain`` with ``inverse_sign`` for a lower-is-better metric."""
-    keys = [f"{k}{t}" for k in ("msu_abs_gain", "msu_rel_gain") for t in ("", "_lo", "_hi")]
-    scaled = minmax_on_clean(s, s_adv)
+    return _msu_gains(minmax_on_clean(s, s_adv), sign)
+
+
+def _msu_gains(scaled: list[np.ndarray] | None, sign: int) -> dict[str, float]:
+    """:func:`msu_normalized_gains` of the scaled scores ``[ŝ, ŝ']`` (None: constant clean scores)."""
     if scaled is None:
-        return {k: math.nan for k in keys}
+        return {f"{k}{t}": math.nan for k in ("msu_abs_gain", "msu_rel_gain") for t in ("", "_lo", "_hi")}
     ns, na = scaled
     out = {}
     for key, v in (("msu_abs_gain", sign * (na - ns)), ("msu_rel_gain", sign * (na - ns) / (ns + 1.0))):
@@ -114,7 +126,11 @@ def msu_normalized_gains(s, s_adv, sign: int) -> dict[str, float]:
 
 def robustness_score(s, s_adv) -> dict[str, float]:
     """``robustness_R`` (MSU definition: min–max scaling on the clean scores) with its 95 % t-interval."""
-    scaled = minmax_on_clean(s, s_adv)
+    return _robustness_score(minmax_on_clean(s, s_adv))
+
+
+def _robustness_score(scaled: list[np.ndarray] | None) -> dict[str, float]:
+    """:func:`robustness_score` of the scaled scores ``[ŝ, ŝ']`` (None: constant clean scores)."""
     if scaled is None:
         return {"robustness_R": math.nan, "robustness_R_lo": math.nan, "robustness_R_hi": math.nan}
     m, lo, hi = mean_ci(robustness_scores(*scaled))
@@ -127,7 +143,11 @@ def distribution_shift(s, s_adv, sign: int = 1) -> dict[str, float]:
     score_methods.py ``calc_wasserstein_score`` / ``energy_distance_score``: ``sign`` is MSU's
     ``inverse_sign``, so an attack that raised predicted quality scores positive whatever the metric's
     direction."""
-    scaled = minmax_on_clean(s, s_adv)
+    return _distribution_shift(minmax_on_clean(s, s_adv), sign)
+
+
+def _distribution_shift(scaled: list[np.ndarray] | None, sign: int) -> dict[str, float]:
+    """:func:`distribution_shift` of the scaled scores ``[ŝ, ŝ']`` (None: constant clean scores)."""
     if scaled is None:
         return {"wasserstein_score": math.nan, "energy_score": math.nan}
     ns, na = scaled
@@ -161,19 +181,68 @@ def certificate_summary(g: pd.DataFrame, r: float) -> dict[str, float]:
     return out
 
 
-def record_means(g: pd.DataFrame) -> dict[str, float]:
+def nan_mean(v: np.ndarray) -> float:
+    """``float(pd.Series(v).mean())`` of a float64 array, bit for bit, without the Series: pandas sums the array
+    with its NaNs set to 0 (numpy's pairwise sum, so the zeros stay in place) and divides by the number of the
+    others, NaN when there is none (pandas.core.nanops.nanmean; pandas never uses bottleneck for a mean).
+    An infinite value is kept: the mean is then infinite, or NaN with both signs."""
+    nan = np.isnan(v)
+    count = v.size - int(nan.sum())
+    if count == 0:
+        return math.nan
+    if count < v.size:
+        v = np.where(nan, 0.0, v)
+    return float(v.sum() / np.float64(count))
+
+
+class CellColumns:
+    """One cell's records as numpy arrays: the float64 columns are converted in one step (one pandas column lookup
+    per measure was most of a cell's time); a column of another dtype is read from the frame when asked for, as
+    the frame's own methods read it."""
+
+    def __init__(self, g: pd.DataFrame):
+        self.frame = g
+        self.names = set(g.columns.to_numpy().tolist())
+        floats = g.select_dtypes(include=[np.float64])
+        self.floats: dict[str, np.ndarray] = dict(zip(floats.columns.to_numpy().tolist(), floats.to_numpy().T))
+
+    def __contains__(self, col: str) -> bool:
+        return col in self.names
+
+    def values(self, col: str) -> np.ndarray:
+        """``g[col].to_numpy(float)``."""
+        v = self.floats.get(col)
+        return v if v is not None else self.frame[col].to_numpy(float)
+
+    def first(self, col: str):
+        """``g[col].iloc[0]``."""
+        v = self.floats.get(col)
+        return v[0] if v is not None else self.frame.iat[0, self.frame.columns.get_loc(col)]
+
+    def mean(self, col: str) -> float:
+        """``float(g[col].mean())``: NaN left out."""
+        v = self.floats.get(col)
+        return nan_mean(v) if v is not None else float(self.frame[col].mean())
+
+    def any_value(self, col: str) -> bool:
+        """``g[col].notna().any()``."""
+        v = self.floats.get(col)
+        return bool((~np.isnan(v)).any()) if v is not None else bool(self.frame[col].notna().any())
+
+
+def record_means(g: pd.DataFrame | CellColumns) -> dict[str, float]:
     """The cell mean of every per-image column that the schema (:mod:`benchmark.schema`) names as a summary
     column of the same name in :data:`MEAN_GROUPS`, in the schema's order; a full-reference measure added to
     the records and the schema is averaged here without a change."""
-    return {c.name: float(g[c.name].mean()) for c in COLUMNS.values()
-            if c.kind == "summary" and c.group in MEAN_GROUPS and c.name in g}
+    cell = g if isinstance(g, CellColumns) else CellColumns(g)
+    return {name: cell.mean(name) for name in MEAN_COLUMNS if name in cell}
 
 
-def _flag(g: pd.DataFrame, col: str) -> bool:
+def _flag(cell: CellColumns, col: str) -> bool:
     """A per-cell boolean column; missing or NaN (records of old runs) is False."""
-    if col not in g:
+    if col not in cell:
         return False
-    v = g[col].iloc[0]
+    v = cell.first(col)
     return bool(v) if pd.notna(v) else False
 
 
@@ -223,23 +292,27 @@ def summarize_cell(g: pd.DataFrame, memo: dict | None = None) -> dict[str, float
     """All summary measures of one (dataset, metric, attack, defense) cell, over its images with finite scores
     (``memo``: a dict shared by the cells of one summary, so that a correlation shared by cells is computed once)."""
     notes: list[str] = []
-    g, n_finite, left_out = finite_rows(g)
-    if left_out:
+    cell = CellColumns(g)
+    n_finite = len(g)
+    if not np.isfinite([cell.values(c) for c in SCORES]).all():
+        g, n_finite, left_out = finite_rows(g)
         notes.append(left_out)
-    lo, hi = float(g["range_lo"].iloc[0]), float(g["range_hi"].iloc[0])
+        cell = CellColumns(g)
+    lo, hi = float(cell.first("range_lo")), float(cell.first("range_hi"))
     r = abs(hi - lo) or 1.0
-    lower = _flag(g, "lower_better")
+    lower = _flag(cell, "lower_better")
     sign = -1 if lower else 1
-    s, sa, sd, sad = (g[c].to_numpy(float) for c in ("score", "score_adv", "score_def", "score_adv_def"))
+    s, sa, sd, sad = (cell.values(c) for c in SCORES)
     n = n_finite
     out: dict[str, float] = {"n_images": int(n)}
     out["abs_gain"] = absolute_gain(s, sa, r)
     out["rel_gain"] = relative_gain(s, sa)
-    out.update(msu_normalized_gains(s, sa, sign))
-    out.update(robustness_score(s, sa))
+    scaled = minmax_on_clean(s, sa)   # [ŝ, ŝ'], or None for constant clean scores
+    out.update(_msu_gains(scaled, sign))
+    out.update(_robustness_score(scaled))
     out["robustness_R_range"] = robustness_score_range(s, sa, lo, hi)
-    out.update(distribution_shift(s, sa, sign))
-    if minmax_on_clean(s) is None:
+    out.update(_distribution_shift(scaled, sign))
+    if scaled is None:
         notes.append(f"clean scores all equal ({n} image(s)): no min–max scaling, so no MSU gains, R, W1, energy")
     out["robust_abs_gain"] = absolute_gain(s, sad, r)
     out["robust_rel_gain"] = relative_gain(s, sad)
@@ -250,36 +323,37 @@ def summarize_cell(g: pd.DataFrame, memo: dict | None = None) -> dict[str, float
     out["robust_signed_gain"] = float(np.mean(sign * (sad - s)) / r)
     # Verdicts (docs/measures.md): attack success through the defense in the attacker's direction d, and the
     # defense's own shift of clean scores (a cost, not robustness)
-    d = float(g["attack_direction"].iloc[0]) if "attack_direction" in g and pd.notna(g["attack_direction"].iloc[0]) \
-        else 1.0
+    d = float(cell.first("attack_direction")) \
+        if "attack_direction" in cell and pd.notna(cell.first("attack_direction")) else 1.0
     out["defended_gain"] = float(np.mean(d * sign * (sad - sd)) / r)
     out["defense_bias"] = float(np.mean(np.abs(sd - s)) / r)
-    out.update(record_means(g))
+    out.update(record_means(cell))
     # Guardians similarity and the purification study's quality score (docs/measures.md#defense) against x, and against
     # A(x) (_aligned), in the studies' convention: scikit-image's RGB SSIM and PSNR, *_skimage_* (docs/measures.md,
     # "Published conventions"). Means as the studies' np.mean: an inf PSNR (identical images) makes the mean
     # inf; NaN pairs are left out (Guardians).
-    if "psnr_def_adv" in g and "psnr_skimage_def_adv" not in g:  # defense stages of an older version
+    if "psnr_def_adv" in cell and "psnr_skimage_def_adv" not in cell:  # defense stages of an older version
         out.update(similarity=math.nan, purified_quality=math.nan, similarity_clean=math.nan)
         notes.append("defense stages stored before the scikit-image quality columns: no similarity or purified "
                      "quality (run again with --resume: only the defense stages are recomputed)")
     for ref in ("", "_aligned"):
-        if {f"psnr_skimage_def_adv{ref}", f"ssim_skimage_def_adv{ref}"} <= set(g):
-            ssim_v, psnr_v = g[f"ssim_skimage_def_adv{ref}"], g[f"psnr_skimage_def_adv{ref}"]
-            out[f"similarity{ref}"] = float((ssim_v + psnr_v / 40.0).mean())
-            out[f"purified_quality{ref}"] = float((0.5 * (ssim_v + psnr_v / 80.0)).mean())
-    if {"psnr_skimage_def_clean", "ssim_skimage_def_clean"} <= set(g):
-        out["similarity_clean"] = float((g["ssim_skimage_def_clean"] + g["psnr_skimage_def_clean"] / 40.0).mean())
-    if "abstain_clean" in g and g["abstain_clean"].notna().all():  # a smoothing defense's cell
+        if f"psnr_skimage_def_adv{ref}" in cell and f"ssim_skimage_def_adv{ref}" in cell:
+            ssim_v, psnr_v = cell.values(f"ssim_skimage_def_adv{ref}"), cell.values(f"psnr_skimage_def_adv{ref}")
+            out[f"similarity{ref}"] = nan_mean(ssim_v + psnr_v / 40.0)
+            out[f"purified_quality{ref}"] = nan_mean(0.5 * (ssim_v + psnr_v / 80.0))
+    if "psnr_skimage_def_clean" in cell and "ssim_skimage_def_clean" in cell:
+        out["similarity_clean"] = nan_mean(cell.values("ssim_skimage_def_clean")
+                                           + cell.values("psnr_skimage_def_clean") / 40.0)
+    if "abstain_clean" in cell and g["abstain_clean"].notna().all():  # a smoothing defense's cell
         out.update(certificate_summary(g, r))
         if not math.isfinite(out["cert_width"]):
             notes.append("every image abstained: no certificate width")
     # SROCC(s, s_D): both sides are the same metric's scores, so the orientation cancels.
     out["srocc_s_sdef"] = _spearman(s, sd)
-    if "mos" in g and g["mos"].notna().any():
-        mos_lower = _flag(g, "mos_lower_better")
+    if "mos" in cell and cell.any_value("mos"):
+        mos_lower = _flag(cell, "mos_lower_better")
         out["mos_lower_better"] = mos_lower
-        m = g["mos"].to_numpy(float)
+        m = cell.values("mos")
         why: dict[str, list[str]] = {}   # reason -> the correlations it concerns
         for tag, col in (("clean", s), ("def_clean", sd), ("def_adv", sad), ("adv", sa)):
             c = _memo(memo, correlations, col, m, lower_better=lower, mos_lower_better=mos_lower,
@@ -303,11 +377,10 @@ def summarize_cell(g: pd.DataFrame, memo: dict | None = None) -> dict[str, float
     return out
 
 
-def summarize(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell with every summary measure (records with errors excluded)."""
-    if records.empty:
-        return pd.DataFrame(columns=CELL)
-    rows, memo = [], {}
+def summary_rows(records: pd.DataFrame) -> Iterator[tuple[tuple[str, ...], dict]]:
+    """``(cell, row)`` for every cell of ``records``, in the order of their first rows: the cell's labels and every
+    summary measure (the rows :func:`summarize` tabulates; a correlation shared by cells is computed once)."""
+    memo: dict = {}
     for key, g in records.groupby(CELL, sort=False):
         row = dict(zip(CELL, key))
         row["adaptive_attack"] = bool(g["adaptive_attack"].iloc[0]) if "adaptive_attack" in g else False
@@ -317,5 +390,11 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
             if col in g:
                 row[col] = g[col].iloc[0]
         row.update(summarize_cell(g, memo))
-        rows.append(row)
-    return pd.DataFrame(rows)
+        yield key, row
+
+
+def summarize(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell with every summary measure (records with errors excluded)."""
+    if records.empty:
+        return pd.DataFrame(columns=CELL)
+    return pd.DataFrame([row for _, row in summary_rows(records)])

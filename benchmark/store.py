@@ -8,6 +8,7 @@ Layout::
                                      default; :mod:`benchmark.attacked`), written before its .json
     <run>/errors/<key>.json          a failed stage: its spec and the error
     <run>/records.csv, summary.csv, summary.md, report.html   derived; re-rendered by ``report``
+    <run>/cache/                     derived, kept between ``report`` calls (:mod:`benchmark.reports.summaries`)
     <run>/.lock                      the writer's advisory lock, with its pid, host and start time
 
 A stage is complete when its ``.json`` exists; every file is written to a temporary name and renamed,

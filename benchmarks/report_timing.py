@@ -19,8 +19,8 @@ Measured, each ``--repeats`` times in a fresh process (imports included), wall a
 what the wall time means on a shared machine):
 
 - ``import``: ``python -c "import benchmark.cli, benchmark.reports"``, the floor under the commands;
-- ``report (first)``: ``python -m benchmark report`` with the bootstrap cache (``cache/verdicts``) removed, as the
-  rendering at the end of ``run``; ``report``: a later rendering, the cache present;
+- ``report (first)``: ``python -m benchmark report`` with the run's ``cache/`` removed (the stored cell summaries and
+  what the table files were written from), as the rendering at the end of ``run``; ``report``: a later rendering;
 - ``leaderboard``: ``python -m benchmark leaderboard`` of the run (its summary.csv reused);
 
 and, once in this process, each step of ``build_report`` (records, summary, ranks, pages). Then the pages:
@@ -199,10 +199,10 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float]:
 
 def phases(run: Path) -> dict[str, dict[str, float]]:
     """Wall and CPU seconds of each step of ``build_report``, in this process (imports done)."""
-    from benchmark.measures import summarize
     from benchmark.records import load_records
     from benchmark.reports.html import render_html
     from benchmark.reports.runinfo import attach_direction, complete_summary
+    from benchmark.reports.summaries import cell_summaries
     from benchmark.reports.tables import with_ranks
 
     out, state = {}, {}
@@ -214,10 +214,9 @@ def phases(run: Path) -> dict[str, dict[str, float]]:
         return result
 
     records = step("load_records", lambda: attach_direction(load_records(run), run))
-    summary = step("summarize", lambda: complete_summary(summarize(records), records, run))
-    by_cell: dict = {}
-    summary = step("bootstrap ranks (cached)", lambda: with_ranks(summary, records, run, by_cell))
-    step("render_html", lambda: render_html(run, summary, records, by_cell=by_cell))
+    summary = step("summary (stored rows)", lambda: complete_summary(cell_summaries(records, run), records, run))
+    summary, by_cell, ranked = step("bootstrap and ranks", lambda: with_ranks(summary, records, run))
+    step("render_html", lambda: render_html(run, summary, records, by_cell=by_cell, ranked=ranked))
     state["records"] = len(records)
     return out, state
 
@@ -261,7 +260,7 @@ def main() -> int:
         rows: dict[str, list[tuple[float, float]]] = {k: [] for k in steps}
         for _ in range(args.repeats):
             for name, cmd in steps.items():
-                if name == "report (first)":   # as at the end of `run`: the bootstrap replicates not stored yet
+                if name == "report (first)":   # as at the end of `run`: no cell summary stored yet
                     shutil.rmtree(run / "cache", ignore_errors=True)
                 rows[name].append(timed(cmd, env))
         in_process, state = phases(run)

@@ -42,6 +42,7 @@ from .ranking import defense_rows, indicative, rank_defenses, rule_text, with_va
 from .runinfo import attach_baseline, attach_direction, complete_summary, load_manifest, measures_link, \
     provenance_text
 from .sections import INTERVALS, verdict
+from .summaries import cell_summaries
 from .tables import csv_text, markdown_text, restore_formulas
 from .verdicts import run_statistics
 
@@ -87,7 +88,7 @@ def _newest_stage(run_dir: Path) -> float:
 
 def run_summary(run_dir: Path) -> pd.DataFrame:
     """The run's per-cell summary: its stored summary.csv when that is newer than every stored stage, else
-    computed from the records (nothing is written into the run)."""
+    computed from the records, reading the cells' stored summaries (nothing is written into the run)."""
     stored = run_dir / "summary.csv"
     if stored.is_file() and stored.stat().st_mtime >= _newest_stage(run_dir):
         try:
@@ -96,11 +97,11 @@ def run_summary(run_dir: Path) -> pd.DataFrame:
                 return restore_formulas(summary)  # summary.csv prefixes formula-like text with '
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
             pass
-    from ..measures import summarize
     from ..records import load_records
 
     records = attach_direction(load_records(run_dir), run_dir)
-    return complete_summary(summarize(records), records, run_dir)  # as write_tables does (aligned means, baseline)
+    # as write_tables does (aligned means, baseline); the run's stored cell summaries are read, never written
+    return complete_summary(cell_summaries(records, run_dir, store=False), records, run_dir)
 
 
 def load_run(run_dir: Path) -> Run:
@@ -126,8 +127,8 @@ def load_run(run_dir: Path) -> Run:
         cells = attach_baseline(cells, None, run_dir, manifest)
     cells = cells.reset_index(drop=True)
     cells["cell_in_run"] = cells.index
-    # stored with the run's report; computed here otherwise (the leaderboard never writes into a run)
-    by_cell = run_statistics(run_dir, None, cells, store=False)
+    # computed from the run's records (the leaderboard never writes into a run)
+    by_cell = run_statistics(run_dir, None, cells)
     stats = {i: by_cell[(r.dataset, r.metric, r.attack, r.defense)] for i, r in zip(cells.index, cells.itertuples())
              if (r.dataset, r.metric, r.attack, r.defense) in by_cell}
     keys = plugin_keys(manifest)

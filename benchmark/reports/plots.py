@@ -42,10 +42,24 @@ def fmt_tick(v: float) -> str:
     return f"{v:.3g}" if v != 0 else "0"
 
 
+BUDGET_TEXTS: dict = {}   # (type, value, sign) -> fmt_budget's text: a page writes the same few budgets many times
+
+
 def fmt_budget(v: float) -> str:
-    """A budget as k/255 where it is one, else 3 significant digits."""
+    """A budget as k/255 where it is one, else 3 significant digits (each distinct value worked out once)."""
     if not math.isfinite(v):
         return "–"
+    key = (type(v), v, math.copysign(1.0, v))
+    text = BUDGET_TEXTS.get(key)
+    if text is None:
+        if len(BUDGET_TEXTS) > 4096:
+            BUDGET_TEXTS.clear()
+        text = BUDGET_TEXTS[key] = budget_text(v)
+    return text
+
+
+def budget_text(v: float) -> str:
+    """:func:`fmt_budget` of a finite value, worked out."""
     text = number_text(v)  # the labels' form: 3/255, 0.05
     return text if "/" in text or len(text) <= 6 else f"{v:.3g}"
 

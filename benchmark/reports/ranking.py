@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .format import as_float
-from .verdicts import INDICATIVE_N, interval
+from .verdicts import INDICATIVE_N, LEVEL, interval
 
 QUALITY_COLUMNS = ("purified_quality_aligned", "purified_quality")
 PSNR_COLUMNS = ("psnr_def_adv_aligned", "psnr_def_adv")
@@ -52,6 +52,12 @@ HIGH_BIAS = "largest bias (above every other defense's interval)"
 def with_values(df: pd.DataFrame, names) -> list[str]:
     """Those of ``names`` (in their order) that ``df`` has with at least one numeric value."""
     return [n for n in names if n in df and pd.to_numeric(df[n], errors="coerce").notna().any()]
+
+
+def row_tuples(df: pd.DataFrame, names) -> list:
+    """``df.itertuples()`` over only those of ``names`` it has: the same values for those attributes, without
+    converting every other column (a ranking has some fifty, replicate arrays among them)."""
+    return list(df[[n for n in dict.fromkeys(names) if n in df]].itertuples())
 
 
 def first_present(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
@@ -76,24 +82,36 @@ def budget_labels(cells: pd.DataFrame) -> pd.Series:
     unit_col = "budget_unit" if "budget_unit" in cells else "threat_model" if "threat_model" in cells else None
     if "budget" not in cells:
         return pd.Series("–", index=cells.index)
+    units = cells[unit_col] if unit_col else pd.Series(None, index=cells.index, dtype=object)
+    memo: dict = {}   # (budget, unit) -> label: a run has few budgets, so each label is formatted once
     out = []
-    for i in cells.index:
-        b = as_float(cells.at[i, "budget"])
-        unit = cells.at[i, unit_col] if unit_col else None
+    for v, unit in zip(cells["budget"], units):
+        b = as_float(v)
         unit = UNITS.get(str(unit), str(unit)) if unit is not None and pd.notna(unit) else ""
-        out.append(f"{fmt_budget(b)} {unit}".strip() if math.isfinite(b) else "–")
+        key = (b, math.copysign(1.0, b), unit) if math.isfinite(b) else None
+        if key not in memo:
+            memo[key] = f"{fmt_budget(b)} {unit}".strip() if math.isfinite(b) else "–"
+        out.append(memo[key])
     return pd.Series(out, index=cells.index)
 
 
-def _point(stats: dict | None, cells: pd.DataFrame, i, name: str) -> float:
-    """A cell's point statistic: from its verdict statistics, else from the summary's column."""
-    if stats is not None and name in stats:
-        return float(stats[name])
-    col = {"gain": "defended_gain", "bias": "defense_bias", "fidelity_s": "srocc_s_sdef",
-           "fidelity_m": "srocc_def_clean"}.get(name)
+# the summary's column of a point statistic, for a cell without verdict statistics
+POINT_COLUMNS = {"gain": "defended_gain", "bias": "defense_bias", "fidelity_s": "srocc_s_sdef",
+                 "fidelity_m": "srocc_def_clean"}
+
+
+def _points(cells: pd.DataFrame, stats: dict, name: str) -> np.ndarray:
+    """Every cell's point statistic ``name`` (in the order of ``cells``): from its verdict statistics, else from the
+    summary's column (the quality: the first of ``QUALITY_COLUMNS`` it has)."""
     if name == "quality":
-        return float(coalesce(cells.loc[[i]], QUALITY_COLUMNS).iloc[0])
-    return as_float(cells.at[i, col]) if col and col in cells else math.nan
+        fallback = coalesce(cells, QUALITY_COLUMNS).to_numpy(float)
+    elif POINT_COLUMNS.get(name) in cells:
+        fallback = [as_float(v) for v in cells[POINT_COLUMNS[name]]]
+    else:
+        fallback = np.full(len(cells), math.nan)
+    out = [float(s[name]) if s is not None and name in s else float(f)
+           for s, f in zip((stats.get(i) for i in cells.index), fallback)]
+    return np.array(out, dtype=float)
 
 
 def _reps(stats: dict | None, name: str, n_boot: int) -> np.ndarray:
@@ -107,6 +125,71 @@ def _nanargmax_rows(a: np.ndarray) -> np.ndarray:
     return np.argmax(np.where(np.isfinite(a), a, -np.inf), axis=0)
 
 
+def _first_finite(values: np.ndarray) -> float:
+    """The first finite value of ``values`` (NaN when none is)."""
+    hit = np.flatnonzero(np.isfinite(values))
+    return float(values[hit[0]]) if len(hit) else math.nan
+
+
+def _numeric(cells: pd.DataFrame, name: str) -> np.ndarray | None:
+    """A column as ``pd.to_numeric(errors="coerce")`` gives it, as float64 (None when absent or not a number)."""
+    if name not in cells:
+        return None
+    v = pd.to_numeric(cells[name], errors="coerce")
+    return v.to_numpy(float, na_value=math.nan) if v.dtype.kind in "fiu" else None
+
+
+def _nan_reduce(values: np.ndarray, how: str) -> float:
+    """``max``, ``min`` or ``mean`` of the non-NaN ``values`` as a pandas Series of float64 computes it (NaN when
+    there is none; the mean sums the values with the missing ones as 0, like pandas' ``nanmean``)."""
+    missing = np.isnan(values)
+    if missing.all():
+        return math.nan
+    if how == "mean":
+        return float(np.where(missing, 0.0, values).sum() / np.float64(len(values) - missing.sum()))
+    kept = values[~missing]
+    return float(kept.max() if how == "max" else kept.min())
+
+
+# the worst cell's own value of these columns (as_float; NaN when the summary lacks the column)
+WORST_COLUMNS = {"both_defended_gain": "both_defended_abs_gain", "abs_gain": "abs_gain",
+                 "purified_quality": "purified_quality", "purified_quality_aligned": "purified_quality_aligned",
+                 "srocc_clean": "srocc_clean", "srocc_def_clean": "srocc_def_clean", "plcc_def_clean": "plcc_def_clean",
+                 "cert_width": "cert_width", "abstain_rate": "abstain_rate"}
+
+
+class _Columns:
+    """The columns :func:`defense_rows` reads, extracted once from ``cells`` (positional arrays), so that each
+    (…, budget, defense) group is read by positions instead of through pandas."""
+
+    def __init__(self, cells: pd.DataFrame, stats: dict):
+        self.index = list(cells.index)
+        self.points = {name: _points(cells, stats, name) for name in ("gain", "quality", "bias", "fidelity_s",
+                                                                      "fidelity_m")}
+        self.attack = cells["attack"].to_numpy(object)
+        self.worst = {c: cells[c].to_numpy(object) for c in set(WORST_COLUMNS.values()) | {"ssim_attack",
+                                                                                          "psnr_attack"} if c in cells}
+        self.numeric = {c: _numeric(cells, c) for c in ("robust_abs_gain", "seconds_def_adv", "eot_samples",
+                                                        "n_images")}
+        self.flags = {c: cells[c].fillna(False).astype(bool).to_numpy(bool)
+                      for c in ("adaptive_attack", "defense_baseline") if c in cells}
+
+    def value(self, name: str, p: int) -> float:
+        """``as_float`` of the cell at position ``p`` in column ``name`` (NaN when the summary lacks it)."""
+        return as_float(self.worst[name][p]) if name in self.worst else math.nan
+
+
+SERIES_REDUCTIONS = {"max": pd.Series.max, "min": pd.Series.min, "mean": pd.Series.mean}
+
+
+def _group_reduce(cells: pd.DataFrame, cols: _Columns, name: str, pos: np.ndarray, how: str) -> float:
+    """``float(pd.to_numeric(g[name], errors="coerce").<how>())`` of the group at positions ``pos``."""
+    values = cols.numeric.get(name)
+    if values is None:   # not a plain number column: as pandas computes it
+        return float(SERIES_REDUCTIONS[how](pd.to_numeric(cells[name].iloc[pos], errors="coerce")))
+    return _nan_reduce(values[pos], how)
+
+
 def defense_rows(cells: pd.DataFrame, group: list[str] | None = None, stats: dict | None = None,
                  n_boot: int | None = None) -> pd.DataFrame:
     """One row per (dataset, metric, budget, defense): its worst case over the attacks it met at that budget and
@@ -118,58 +201,67 @@ def defense_rows(cells: pd.DataFrame, group: list[str] | None = None, stats: dic
     group = [c for c in group if c != "defense"] + ["budget_label", "defense"]
     stats = stats or {}
     n_boot = n_boot or next((len(s["gain_reps"]) for s in stats.values() if "gain_reps" in s), 0)
-    rows = []
-    for key, g in cells.groupby(group, sort=False):
-        idx = list(g.index)
-        gains = np.array([_point(stats.get(i), cells, i, "gain") for i in idx])
-        k = int(np.argmax(np.where(np.isfinite(gains), gains, -np.inf))) if np.isfinite(gains).any() else 0
-        order = [idx[k]] + [idx[j] for j in np.argsort(-np.where(np.isfinite(gains), gains, -np.inf), kind="stable")
-                            if j != k]
-        worst = g.loc[idx[k]]
-        row = {**dict(zip(group, key if isinstance(key, tuple) else (key,))),
-               "worst_gain": float(gains[k]), "worst_attack": worst["attack"],
-               "quality": _point(stats.get(idx[k]), cells, idx[k], "quality"),
-               "bias": next((v for v in (_point(stats.get(i), cells, i, "bias") for i in idx) if math.isfinite(v)),
-                            math.nan),
-               "fidelity_s": next((v for v in (_point(stats.get(i), cells, i, "fidelity_s") for i in idx)
-                                   if math.isfinite(v)), math.nan),
-               "fidelity_m": next((v for v in (_point(stats.get(i), cells, i, "fidelity_m") for i in idx)
-                                   if math.isfinite(v)), math.nan),
-               # the published measures, under their names (docs/measures.md §3)
-               "worst_robust_gain": float(pd.to_numeric(g["robust_abs_gain"], errors="coerce").max())
-               if "robust_abs_gain" in g else math.nan,
-               "both_defended_gain": as_float(worst.get("both_defended_abs_gain")),
-               "abs_gain": as_float(worst.get("abs_gain")),
-               "purified_quality": as_float(worst.get("purified_quality")),
-               "purified_quality_aligned": as_float(worst.get("purified_quality_aligned")),
-               "attacked_quality": 0.5 * (as_float(worst.get("ssim_attack"))
-                                          + min(as_float(worst.get("psnr_attack")), 100.0) / 80.0),
-               "srocc_clean": as_float(worst.get("srocc_clean")), "srocc_def_clean": as_float(worst.get("srocc_def_clean")),
-               "plcc_def_clean": as_float(worst.get("plcc_def_clean")),
-               "cert_width": as_float(worst.get("cert_width")), "abstain_rate": as_float(worst.get("abstain_rate")),
-               "seconds_def_adv": float(pd.to_numeric(g["seconds_def_adv"], errors="coerce").mean())
-               if "seconds_def_adv" in g else math.nan,
-               "eot_samples": int(pd.to_numeric(g.get("eot_samples"), errors="coerce").max())
-               if "eot_samples" in g and pd.to_numeric(g["eot_samples"], errors="coerce").notna().any() else 0,
-               "n_attacks": int(g["attack"].nunique()),
-               "adaptive": bool(g["adaptive_attack"].fillna(False).astype(bool).any()) if "adaptive_attack" in g
-               else False,
-               "baseline": bool(g["defense_baseline"].fillna(False).astype(bool).any()) if "defense_baseline" in g
-               else False,
-               "n_images": int(pd.to_numeric(g["n_images"], errors="coerce").min()) if "n_images" in g else 0,
-               "cell_index": order}
-        if n_boot:
-            gr = np.stack([_reps(stats.get(i), "gain", n_boot) for i in idx])
-            at = _nanargmax_rows(gr)
-            qr = np.stack([_reps(stats.get(i), "quality", n_boot) for i in idx])
-            cols = np.arange(n_boot)
-            row["worst_gain_reps"] = np.where(np.isfinite(gr).any(0), gr[at, cols], np.nan)
-            row["quality_reps"] = qr[at, cols]
-            first = next((i for i in idx if stats.get(i) is not None), idx[0])
-            for name in ("bias", "fidelity_s", "fidelity_m"):
-                row[f"{name}_reps"] = _reps(stats.get(first), name, n_boot)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    cols = _Columns(cells, stats)
+    groups = sorted(cells.groupby(group, sort=False).indices.items(), key=lambda kv: kv[1][0])  # first seen first
+    return pd.DataFrame([_defense_row(cells, cols, group, key, pos, stats, n_boot) for key, pos in groups])
+
+
+def _defense_row(cells: pd.DataFrame, cols: _Columns, group: list[str], key, pos: np.ndarray, stats: dict,
+                 n_boot: int) -> dict:
+    """The row of :func:`defense_rows` of the group of cells at positions ``pos``."""
+    idx = [cols.index[p] for p in pos]
+    gains = cols.points["gain"][pos]
+    finite = np.where(np.isfinite(gains), gains, -np.inf)
+    k = int(np.argmax(finite)) if np.isfinite(gains).any() else 0
+    order = [idx[k]] + [idx[j] for j in np.argsort(-finite, kind="stable") if j != k]
+    w = pos[k]
+    row = {**dict(zip(group, key if isinstance(key, tuple) else (key,))),
+           "worst_gain": float(gains[k]), "worst_attack": cols.attack[w],
+           "quality": float(cols.points["quality"][w]),
+           "bias": _first_finite(cols.points["bias"][pos]),
+           "fidelity_s": _first_finite(cols.points["fidelity_s"][pos]),
+           "fidelity_m": _first_finite(cols.points["fidelity_m"][pos]),
+           # the published measures, under their names (docs/measures.md §3)
+           "worst_robust_gain": _group_reduce(cells, cols, "robust_abs_gain", pos, "max")
+           if "robust_abs_gain" in cells else math.nan,
+           "both_defended_gain": cols.value(WORST_COLUMNS["both_defended_gain"], w),
+           "abs_gain": cols.value("abs_gain", w),
+           "purified_quality": cols.value("purified_quality", w),
+           "purified_quality_aligned": cols.value("purified_quality_aligned", w),
+           "attacked_quality": 0.5 * (cols.value("ssim_attack", w) + min(cols.value("psnr_attack", w), 100.0) / 80.0),
+           "srocc_clean": cols.value("srocc_clean", w), "srocc_def_clean": cols.value("srocc_def_clean", w),
+           "plcc_def_clean": cols.value("plcc_def_clean", w),
+           "cert_width": cols.value("cert_width", w), "abstain_rate": cols.value("abstain_rate", w),
+           "seconds_def_adv": _group_reduce(cells, cols, "seconds_def_adv", pos, "mean")
+           if "seconds_def_adv" in cells else math.nan,
+           "eot_samples": _eot_samples(cells, cols, pos),
+           "n_attacks": len({a for a in cols.attack[pos] if not pd.isna(a)}),
+           "adaptive": bool(cols.flags["adaptive_attack"][pos].any()) if "adaptive_attack" in cols.flags else False,
+           "baseline": bool(cols.flags["defense_baseline"][pos].any()) if "defense_baseline" in cols.flags else False,
+           "n_images": int(_group_reduce(cells, cols, "n_images", pos, "min")) if "n_images" in cells else 0,
+           "cell_index": order}
+    if n_boot:
+        gr = np.stack([_reps(stats.get(i), "gain", n_boot) for i in idx])
+        at = _nanargmax_rows(gr)
+        qr = np.stack([_reps(stats.get(i), "quality", n_boot) for i in idx])
+        columns = np.arange(n_boot)
+        row["worst_gain_reps"] = np.where(np.isfinite(gr).any(0), gr[at, columns], np.nan)
+        row["quality_reps"] = qr[at, columns]
+        first = next((i for i in idx if stats.get(i) is not None), idx[0])
+        for name in ("bias", "fidelity_s", "fidelity_m"):
+            row[f"{name}_reps"] = _reps(stats.get(first), name, n_boot)
+    return row
+
+
+def _eot_samples(cells: pd.DataFrame, cols: _Columns, pos: np.ndarray) -> int:
+    """The largest ``eot_samples`` of the group at positions ``pos`` (0 when it has none)."""
+    if "eot_samples" not in cells:
+        return 0
+    values = cols.numeric["eot_samples"]
+    if values is None:   # not a plain number column: as pandas computes it
+        v = pd.to_numeric(cells["eot_samples"].iloc[pos], errors="coerce")
+        return int(v.max()) if v.notna().any() else 0
+    return int(_nan_reduce(values[pos], "max")) if not np.isnan(values[pos]).all() else 0
 
 
 def _utilities(gain_u: np.ndarray, quality: np.ndarray, fidelity: np.ndarray) -> np.ndarray:
@@ -212,7 +304,7 @@ def rank_defenses(rows: pd.DataFrame, section: list[str] = SECTION) -> pd.DataFr
             with np.errstate(invalid="ignore", divide="ignore"):
                 g["removed_reps"] = [1.0 - w / ref_reps for w in g["worst_gain_reps"]]
             for c in CRITERIA:
-                lo_hi = [interval(r) for r in g[f"{c}_reps"]]
+                lo_hi = _intervals(list(g[f"{c}_reps"]))
                 g[f"{c}_lo"], g[f"{c}_hi"] = [a for a, _ in lo_hi], [b for _, b in lo_hi]
         else:
             for c in CRITERIA:
@@ -255,6 +347,22 @@ def rank_defenses(rows: pd.DataFrame, section: list[str] = SECTION) -> pd.DataFr
     return table
 
 
+def _intervals(reps: list) -> list[tuple[float, float]]:
+    """:func:`~benchmark.reports.verdicts.interval` of each array of replicates: those without a missing replicate
+    in one quantile call (the same numbers), the others one by one."""
+    arrays = [np.asarray(r, float) for r in reps]
+    out: list = [None] * len(arrays)
+    if arrays and len({a.shape for a in arrays}) == 1 and arrays[0].ndim == 1 and arrays[0].size >= 2:
+        stacked = np.stack(arrays)
+        full = np.isfinite(stacked).all(axis=1)
+        if full.any():
+            a = (1 - LEVEL) / 2
+            q = np.quantile(stacked[full], [a, 1 - a], axis=1)
+            for k, lo, hi in zip(np.flatnonzero(full), q[0], q[1]):
+                out[k] = (float(lo), float(hi))
+    return [o if o is not None else interval(r) for o, r in zip(out, reps)]
+
+
 def _separable(names: list[str], low: np.ndarray, high: np.ndarray) -> list[str]:
     """Per defense, the others whose rank interval overlaps its own ("" when it is separable from all)."""
     return [", ".join(names[j] for j in range(len(names)) if j != i and low[j] <= high[i] and low[i] <= high[j])
@@ -263,22 +371,30 @@ def _separable(names: list[str], low: np.ndarray, high: np.ndarray) -> list[str]
 
 def _notes(g: pd.DataFrame, ranked: pd.Index) -> list[str]:
     """What is unusual for a ranked defense in its section: flags, not every cost."""
+    rows = g.loc[ranked]
+    adaptive = [bool(v) for v in rows["adaptive"]]
+    removed = [as_float(v) for v in rows["removed"]] if "removed" in rows else [math.nan] * len(rows)
+    removed_hi = [as_float(v) for v in rows["removed_hi"]] if "removed_hi" in rows else [math.nan] * len(rows)
+    quality = [as_float(v) for v in rows["quality"]]
+    bias = [as_float(v) for v in rows["bias"]]
+    q_lo = pd.to_numeric(rows["quality_lo"], errors="coerce").to_numpy(float, na_value=math.nan)
+    b_hi = pd.to_numeric(rows["bias_hi"], errors="coerce").to_numpy(float, na_value=math.nan)
     out = []
-    for i in ranked:
-        r, others = g.loc[i], g.loc[[j for j in ranked if j != i]]
+    for k in range(len(rows)):
+        others = np.arange(len(rows)) != k
         notes = []
-        if not bool(r["adaptive"]):
+        if not adaptive[k]:
             notes.append(OPTIMISTIC)
-        if math.isfinite(as_float(r.get("removed_hi"))) and as_float(r["removed_hi"]) < 0:
+        if math.isfinite(removed_hi[k]) and removed_hi[k] < 0:
             notes.append(EASIER)
-        elif not math.isfinite(as_float(r.get("removed_hi"))) and as_float(r.get("removed")) < 0:
+        elif not math.isfinite(removed_hi[k]) and removed[k] < 0:
             notes.append(EASIER)
-        if len(others):
-            q_lo = pd.to_numeric(others["quality_lo"], errors="coerce")
-            if q_lo.notna().all() and as_float(r["quality"]) < q_lo.min():
+        if others.any():
+            lo = q_lo[others]
+            if not np.isnan(lo).any() and quality[k] < lo.min():
                 notes.append(LOW_QUALITY)
-            b_hi = pd.to_numeric(others["bias_hi"], errors="coerce")
-            if b_hi.notna().all() and as_float(r["bias"]) > b_hi.max():
+            hi = b_hi[others]
+            if not np.isnan(hi).any() and bias[k] > hi.max():
                 notes.append(HIGH_BIAS)
         out.append("; ".join(notes))
     return out
@@ -288,7 +404,7 @@ def not_separable_groups(table: pd.DataFrame) -> list[list[str]]:
     """Runs of consecutively ranked defenses whose rank intervals overlap (each run of two or more)."""
     ranked = table[table["rank"].notna()].sort_values("rank")
     groups, current, reach = [], [], -1
-    for r in ranked.itertuples():
+    for r in row_tuples(ranked, ["defense", "rank_low", "rank_high"]):
         lo, hi = r.rank_low, r.rank_high
         if lo is pd.NA or hi is pd.NA:
             continue

@@ -12,7 +12,7 @@ from ..schema import GROUPS, column
 from . import plots
 from .format import as_float, defense_flags, fmt, header, rank_text, value_cell, with_interval
 from .ranking import EASIER, PSNR_COLUMNS, QUALITY_COLUMNS, defense_rows, first_present, indicative, \
-    not_separable_groups, rank_defenses, with_values
+    not_separable_groups, rank_defenses, row_tuples, with_values
 
 # Columns of the compact table by group; the first present of a tuple is shown (aligned before unaligned).
 COMPACT = [
@@ -50,43 +50,55 @@ def compact_columns(cells: pd.DataFrame) -> list[tuple[str, list[str]]]:
 def _marks(cells: pd.DataFrame, col: str, ranked: pd.Series) -> dict[int, str]:
     """``best``/``worst`` for the rows holding the extreme values of ``col`` among ``ranked`` rows."""
     better = column(col).better
-    v = pd.to_numeric(cells.loc[ranked[ranked].index, col], errors="coerce").dropna()
+    v = pd.to_numeric(cells[col].loc[ranked[ranked].index], errors="coerce").dropna()
     if better is None or v.nunique() < 2:
         return {}
     best, worst = (v.min(), v.max()) if better == "lower" else (v.max(), v.min())
     return {**{i: "worst" for i in v.index[v == worst]}, **{i: "best" for i in v.index[v == best]}}
 
 
+def _flag_cells(cells: pd.DataFrame, ranked: list[bool]) -> list[dict]:
+    """The ``flags`` column of the compact table: a baseline is the reference; an adaptive attack says so."""
+    eots = cells["eot_samples"].tolist() if "eot_samples" in cells else [None] * len(cells)
+    adaptive = cells["adaptive_attack"].tolist() if "adaptive_attack" in cells else [None] * len(cells)
+    out = []
+    for is_ranked, e, a in zip(ranked, eots, adaptive):
+        eot = int(as_float(e)) if math.isfinite(as_float(e)) else 0
+        flags = (["reference"] if not is_ranked else []) + ([f"adaptive (EOT {eot})" if eot > 1 else "adaptive"]
+                                                            if a else [])
+        out.append({"text": ", ".join(flags), "sort": ", ".join(flags), "cls": "flags"})
+    return out
+
+
+def _value_cells(cells: pd.DataFrame, c: str, marks: dict[int, str], anchors: dict[int, str]) -> list[dict]:
+    """A value column of the compact table: 3 significant digits, the 95 % interval as hover text where the
+    summary has one, best/worst marks, and the defense linked to the cell's row."""
+    interval = f"{c}_lo" in cells
+    lo, hi = (cells[f"{c}_lo"].tolist(), cells[f"{c}_hi"].tolist()) if interval else ((), ())
+    out = []
+    for k, (i, v) in enumerate(zip(cells.index, cells[c].tolist())):
+        num = as_float(v)
+        text = f"{num:.3g}" if math.isfinite(num) and not isinstance(v, bool) else fmt(v)
+        hover = None
+        if interval and math.isfinite(num):
+            hover = f"95 % interval [{fmt(as_float(lo[k]))}, {fmt(as_float(hi[k]))}]"
+        out.append({"text": text, "sort": _sort_key(v), "cls": marks.get(i, ""), "title": hover,
+                    "href": f"#{anchors[i]}" if c == "defense" and i in anchors else None})
+    return out
+
+
 def compact_table(cells: pd.DataFrame, anchors: dict[int, str]) -> dict:
-    """Grouped header rows and body rows (text, sort key, mark, link) of the compact table."""
+    """Grouped header rows and body rows (text, sort key, mark, link) of the compact table (built column by
+    column: a study-sized section has some ten thousand cells)."""
     groups = [("cell", ["attack", "defense", "flags"])] + compact_columns(cells)
     ranked = ~cells["defense_baseline"].astype(bool) if "defense_baseline" in cells else pd.Series(True, cells.index)
     marks = {c: _marks(cells, c, ranked) for g, cols in groups if g in MARKED for c in cols}
     flags_header = {"title": "flags", "hover": "adaptive: the attack saw the defense (EOT/BPDA through metric ∘ "
                     "defense); reference: a baseline, not ranked"}
     heads = [{"name": c, **(header(c) if c != "flags" else flags_header)} for _, cols in groups for c in cols]
-    rows = []
-    for i, r in cells.iterrows():
-        row = []
-        for g, cols in groups:
-            for c in cols:
-                if c == "flags":
-                    eot = int(as_float(r.get("eot_samples"))) if math.isfinite(as_float(r.get("eot_samples"))) else 0
-                    flags = (["reference"] if not ranked[i] else []) \
-                        + ([f"adaptive (EOT {eot})" if eot > 1 else "adaptive"]
-                           if r.get("adaptive_attack") else [])
-                    row.append({"text": ", ".join(flags), "sort": ", ".join(flags), "cls": "flags"})
-                    continue
-                v = r.get(c)
-                num = as_float(v)
-                text = f"{num:.3g}" if math.isfinite(num) and not isinstance(v, bool) else fmt(v)
-                hover = None
-                if f"{c}_lo" in cells and math.isfinite(num):
-                    hover = f"95 % interval [{fmt(as_float(r[f'{c}_lo']))}, {fmt(as_float(r[f'{c}_hi']))}]"
-                row.append({"text": text, "sort": _sort_key(v),
-                            "cls": marks.get(c, {}).get(i, ""), "title": hover,
-                            "href": f"#{anchors[i]}" if c == "defense" and i in anchors else None})
-        rows.append(row)
+    columns = [_flag_cells(cells, ranked.tolist()) if c == "flags" else _value_cells(cells, c, marks.get(c, {}), anchors)
+               for _, cols in groups for c in cols]
+    rows = [list(r) for r in zip(*columns)] if len(cells) else []
     return {"groups": [{"label": GROUPS[g], "span": len(cols)} for g, cols in groups], "header": heads,
             "rows": rows, "ids": [anchors.get(i) for i in cells.index]}
 
@@ -150,6 +162,9 @@ def attack_families(cells: pd.DataFrame, records: pd.DataFrame | None, manifest:
     if records is not None and "budget" in records:
         budget = {a: as_float(b) for a, b in records.groupby("attack", sort=False)["budget"].first().items()}
     fams: dict[str, list[tuple[str, float]]] = {}
+    adaptive_of: dict = {}   # attack -> whether any of its cells was adaptive
+    for a, flag in zip(cells["attack"], cells["adaptive_attack"].astype(bool)):
+        adaptive_of[a] = adaptive_of.get(a, False) or bool(flag)
     for a in dict.fromkeys(cells["attack"]):
         b = budget.get(a, math.nan)
         e = specs.get(a)
@@ -157,7 +172,7 @@ def attack_families(cells: pd.DataFrame, records: pd.DataFrame | None, manifest:
             continue
         rest = {k: v for k, v in (e.get("params") or {}).items()
                 if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isclose(float(v), b))}
-        adaptive = bool(cells.loc[cells["attack"] == a, "adaptive_attack"].astype(bool).any())
+        adaptive = adaptive_of[a]
         title = e["name"] + (f"({','.join(f'{k}={v}' for k, v in sorted(rest.items()))})" if rest else "") \
             + (" adaptive" if adaptive else "")
         fams.setdefault(title, []).append((a, b))
@@ -206,7 +221,8 @@ def tradeoff_plot(ranking: dict, anchors: dict[int, str], colours: dict[str, str
         return None
     rows = rows[rows["budget_label"] == rows["budget_label"].iloc[0]]
     pts = []
-    for r in rows.itertuples():
+    for r in row_tuples(rows, ["worst_attack", "cell_index", "worst_gain", "quality", "defense", "worst_gain_lo",
+                               "worst_gain_hi", "quality_lo", "quality_hi"]):
         kind = "adaptive attack" if "+adaptive" in str(r.worst_attack) else "transfer attack"
         worst = r.cell_index[0] if r.cell_index else None
         pts.append({"gain": as_float(r.worst_gain), "quality": as_float(r.quality), "defense": r.defense,
@@ -229,17 +245,21 @@ def _pct(v) -> str:
     return f"{100 * v:.0f} %" if isinstance(v, (int, float)) and math.isfinite(v) else "–"
 
 
+VERDICT_COLUMNS = ["defense", "worst_attack", "worst_gain", "worst_gain_lo", "worst_gain_hi", "removed", "removed_lo",
+                   "removed_hi", "rank", "bias", "fidelity", "quality", "attacked_quality", "notes"]
+
+
 def verdict(rows: pd.DataFrame, top: int = 3) -> list[str]:
     """Plain sentences per budget: the attack's gain without defense, then for the first ``top`` ranked
     defenses what an attacker who knows them keeps, with intervals, costs and what is unusual."""
     out = []
     for _, g in rows.groupby("budget_label", sort=False) if "budget_label" in rows else [("", rows)]:
         at = f" at {g['budget_label'].iloc[0]}" if "budget_label" in g and g["budget_label"].iloc[0] != "–" else ""
-        for r in g[g["baseline"].astype(bool)].itertuples():
+        for r in row_tuples(g[g["baseline"].astype(bool)], VERDICT_COLUMNS):
             out.append(f"Without defense ({r.defense}) the strongest attack{at}, {r.worst_attack}, moves the score by "
                        f"{with_interval(r.worst_gain, r.worst_gain_lo, r.worst_gain_hi)} of the score range in its "
                        "direction.")
-        for r in g[~g["baseline"].astype(bool)].head(top).itertuples():
+        for r in row_tuples(g[~g["baseline"].astype(bool)].head(top), VERDICT_COLUMNS):
             removed, hi = as_float(r.removed), as_float(r.removed_hi)
             if math.isfinite(removed) and removed < 0 and (hi < 0 or not math.isfinite(hi)):
                 what = f"makes the metric easier to attack: {_g(-100 * removed)} % more gain than without defense"
@@ -269,14 +289,19 @@ INTERVALS = {"worst_gain", "removed", "quality", "fidelity", "bias"}
 
 
 def ranking(cells: pd.DataFrame, anchors: dict[int, str], stats: dict | None = None,
-            colours: dict[str, str] | None = None) -> dict:
-    """The ranking tables of a section (one per budget), their verdict sentences and the indicative note."""
-    rows = rank_defenses(defense_rows(cells, ["dataset", "metric", "defense"], stats))
+            colours: dict[str, str] | None = None, rows: pd.DataFrame | None = None) -> dict:
+    """The ranking tables of a section (one per budget), their verdict sentences and the indicative note; ``rows``:
+    the section's ``rank_defenses(defense_rows(cells, ["dataset", "metric", "defense"], stats))`` when the caller
+    has it (its slice of the whole run's ranking is the same table), computed here otherwise."""
+    if rows is None:
+        rows = rank_defenses(defense_rows(cells, ["dataset", "metric", "defense"], stats))
     heads = with_values(rows, RANK_COLUMNS)
     tables = []
+    shown = ["cell_index", "rank", "rank_low", "rank_high", "baseline", "defense", "worst_attack", "separable", "notes",
+             *heads, *(f"{h}_{end}" for h in heads if h in INTERVALS for end in ("lo", "hi"))]
     for budget, g in rows.groupby("budget_label", sort=False):
         out = []
-        for r in g.itertuples():
+        for r in row_tuples(g, shown):
             worst = r.cell_index[0] if r.cell_index else None
             rank, interval_text = rank_text(r.rank, r.rank_low, r.rank_high, r.baseline)
             vals = []

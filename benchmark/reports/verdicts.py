@@ -14,15 +14,12 @@ lower-is-better metric; ``r`` the metric's score range):
 The bootstrap resamples image ids (``N_BOOT`` resamples, drawn from a seed derived from the sorted ids, so every
 cell on the same images, in any run, is resampled identically and replicates combine across cells: the worst
 case over attacks and the ranking are recomputed per resample, :mod:`benchmark.reports.ranking`). It is
-vectorised (one gather of an ``N_BOOT × n`` index matrix per column) and stored per cell in
-``<run>/cache/verdicts/<key>.npz``, keyed by the cell's stage keys, when the run's report is first written (at
-the end of ``run``), so later ``report`` and ``leaderboard`` calls read it.
+vectorised over the cells on the same images (one gather of an ``N_BOOT × n`` index matrix per column), and a
+fidelity is computed once per (clean scores, defended clean scores), i.e. once per defense rather than per attack;
+nothing is stored (on 10,080 cells of 20 images this takes seconds, where reading stored replicates took longer).
 """
 from __future__ import annotations
 
-import io
-import json
-import logging
 import math
 from pathlib import Path
 
@@ -32,13 +29,9 @@ from scipy import stats
 
 from ..correlation import orient
 from ..seeds import seed_from
-from ..store import atomic_write_bytes, content_key
-
-log = logging.getLogger(__name__)
 
 N_BOOT = 1000        # bootstrap resamples of the images
 LEVEL = 0.95         # percentile interval
-VERSION = 1          # of the stored replicates: bump when what they hold changes
 INDICATIVE_N = 30    # fewer images: the ranking is indicative (docs/measures.md, "Verdicts")
 PSNR_CAP = 100.0
 STATS = ("gain", "bias", "quality", "fidelity_s", "fidelity_m")
@@ -52,130 +45,144 @@ def resample_index(ids: list[str], n_boot: int = N_BOOT) -> np.ndarray:
     return rng.integers(0, len(ids), size=(n_boot, len(ids)))
 
 
-def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman ρ of each row pair of ``a`` and ``b`` (ties averaged); NaN where a row is constant."""
-    ra = stats.rankdata(a, axis=-1)
-    rb = stats.rankdata(b, axis=-1)
-    ra = ra - ra.mean(axis=-1, keepdims=True)
-    rb = rb - rb.mean(axis=-1, keepdims=True)
+def _centred_ranks(a: np.ndarray) -> np.ndarray:
+    """The ranks of each row of ``a`` (ties averaged) less their row mean."""
+    r = stats.rankdata(a, axis=-1)
+    return r - r.mean(axis=-1, keepdims=True)
+
+
+def _spearman_rows(a: np.ndarray, b: np.ndarray, ra: np.ndarray | None = None, rb: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """Spearman ρ of each row pair of ``a`` and ``b`` (ties averaged); NaN where a row is constant (``ra``, ``rb``:
+    their centred ranks, when the caller has them)."""
+    ra = _centred_ranks(a) if ra is None else ra
+    rb = _centred_ranks(b) if rb is None else rb
     den = np.sqrt((ra * ra).sum(-1) * (rb * rb).sum(-1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (ra * rb).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
-def per_image(g: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The per-image values of one cell's records (sorted by image id) that the verdict statistics average."""
-    g = g.sort_values("image_id", kind="stable")
-    lo, hi = float(g["range_lo"].iloc[0]), float(g["range_hi"].iloc[0])
-    r = abs(hi - lo) or 1.0
-    lower = bool(g["lower_better"].iloc[0]) if "lower_better" in g and pd.notna(g["lower_better"].iloc[0]) else False
-    sign = -1.0 if lower else 1.0
-    d = float(g["attack_direction"].iloc[0]) if "attack_direction" in g and pd.notna(
-        g["attack_direction"].iloc[0]) else 1.0
-    s, sd, sad = (g[c].to_numpy(float) for c in ("score", "score_def", "score_adv_def"))
-    psnr_c, ssim_c = (("psnr_def_adv_aligned", "ssim_def_adv_aligned") if "psnr_def_adv_aligned" in g
-                      and g["psnr_def_adv_aligned"].notna().all() else ("psnr_def_adv", "ssim_def_adv"))
-    if psnr_c in g and ssim_c in g:
-        quality = 0.5 * (g[ssim_c].to_numpy(float) + np.minimum(g[psnr_c].to_numpy(float), PSNR_CAP) / 80.0)
-    else:
-        quality = np.full(len(g), np.nan)
-    mos_lower = bool(g["mos_lower_better"].iloc[0]) if "mos_lower_better" in g and pd.notna(
-        g["mos_lower_better"].iloc[0]) else False
-    m = g["mos"].to_numpy(float) if "mos" in g else np.full(len(g), np.nan)
-    return {"ids": g["image_id"].astype(str).to_numpy(), "gain": d * sign * (sad - sd) / r,
-            "bias": np.abs(sd - s) / r, "quality": quality, "s": s, "sd": sd,
-            "m": orient(m, mos_lower), "sd_q": orient(sd, lower), "n": np.array(len(g))}
+def _column(records: pd.DataFrame, name: str, default: float = math.nan) -> np.ndarray:
+    """A per-row float column (``default`` where the records lack it)."""
+    return records[name].to_numpy(float) if name in records else np.full(len(records), default)
+
+
+def _flag(records: pd.DataFrame, name: str) -> np.ndarray:
+    """A per-row boolean column; missing or NaN (records of old runs) is False."""
+    if name not in records:
+        return np.zeros(len(records), bool)
+    v = records[name]
+    return v.where(v.notna(), False).astype(bool).to_numpy()
+
+
+def per_row(records: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The per-image values the verdict statistics average, for every row of ``records`` at once (the per-cell
+    metadata, direction, range and scale, is constant within a cell). ``quality`` is given both ways, against the
+    clean image in the defense's geometry (``quality_aligned``) and as stored: a cell uses the first where it has
+    it for every image."""
+    lo, hi = _column(records, "range_lo"), _column(records, "range_hi")
+    r = np.abs(hi - lo)
+    r = np.where(r == 0, 1.0, r)                      # abs(hi - lo) or 1.0
+    sign = np.where(_flag(records, "lower_better"), -1.0, 1.0)
+    d = _column(records, "attack_direction", 1.0)
+    d = np.where(np.isnan(d), 1.0, d)
+    s, sd, sad = (records[c].to_numpy(float) for c in ("score", "score_def", "score_adv_def"))
+    out = {"gain": d * sign * (sad - sd) / r, "bias": np.abs(sd - s) / r, "s": s, "sd": sd,
+           "m": orient(_column(records, "mos"), False), "sd_q": np.where(sign < 0, -sd, sd)}
+    out["m"] = np.where(_flag(records, "mos_lower_better"), -out["m"], out["m"])
+    for tag, (psnr_c, ssim_c) in (("quality_aligned", ("psnr_def_adv_aligned", "ssim_def_adv_aligned")),
+                                  ("quality", ("psnr_def_adv", "ssim_def_adv"))):
+        if psnr_c in records and ssim_c in records:
+            out[tag] = 0.5 * (_column(records, ssim_c) + np.minimum(_column(records, psnr_c), PSNR_CAP) / 80.0)
+        else:
+            out[tag] = np.full(len(records), np.nan)
+    out["has_aligned"] = ~np.isnan(_column(records, "psnr_def_adv_aligned"))
+    return out
+
+
+GATHER = 2 ** 20   # values gathered at once when resampling the cells on the same images (8 MB: fastest measured)
+
+
+def _resampled_means(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``x[k][idx].mean(axis=1)`` for every row ``k`` of ``x`` (cells × images), bit for bit: the gathered values of a
+    chunk of cells are reduced as one 2-D array of (cell, resample) rows, as one cell's would be."""
+    b, n = idx.shape
+    step = max(1, GATHER // max(1, idx.size))
+    return np.concatenate([x[i:i + step][:, idx].reshape(-1, n).mean(axis=1).reshape(-1, b)
+                           for i in range(0, len(x), step)])
+
+
+def frame_statistics(records: pd.DataFrame, n_boot: int = N_BOOT) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
+    """``{stat: point}`` and ``{stat + "_reps": replicates (n_boot,)}`` of every cell of ``records``, by (dataset,
+    metric, attack, defense). Per-image values are computed for all rows at once; a fidelity (which depends on the
+    clean and the defended clean scores only, so is the same for every attack of a defense) is computed once."""
+    if records.empty:
+        return {}
+    v = per_row(records)
+    ids_all = records["image_id"].astype(str).to_numpy(object)
+    by_ids: dict[tuple[str, ...], list] = {}      # sorted image ids -> [(cell, positions sorted by image id)]
+    for cell, pos in records.groupby(CELL, sort=False).indices.items():
+        pos = pos[np.argsort(ids_all[pos], kind="stable")]
+        by_ids.setdefault(tuple(ids_all[pos]), []).append((cell, pos))
+    out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+    fidelity: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    for ids, group in by_ids.items():
+        n = len(ids)
+        idx = resample_index(list(ids), n_boot)
+        # the resampled scores' centred ranks, by the scores: the clean scores' (and the MOS') are the same for every
+        # defense of a (dataset, metric)
+        ranks: dict[bytes, np.ndarray] = {}
+
+        def resampled_ranks(x: np.ndarray) -> np.ndarray:
+            key = x.tobytes()
+            if key not in ranks:
+                ranks[key] = _centred_ranks(x[idx])
+            return ranks[key]
+
+        rows = np.stack([pos for _, pos in group])
+        aligned = v["has_aligned"][rows].all(axis=1)
+        quality = np.where(aligned[:, None], v["quality_aligned"][rows], v["quality"][rows])
+        values = {"gain": v["gain"][rows], "bias": v["bias"][rows], "quality": quality}
+        reps = {k: _resampled_means(x, idx) for k, x in values.items()}
+        for j, (cell, pos) in enumerate(group):
+            st: dict[str, np.ndarray] = {"n": np.array(n)}
+            for k, x in values.items():
+                st[k] = np.array(float(np.mean(x[j])))
+                st[f"{k}_reps"] = reps[k][j]
+            for name, (a, b) in (("fidelity_s", ("s", "sd")), ("fidelity_m", ("m", "sd_q"))):
+                xa, xb = v[a][pos], v[b][pos]
+                if n < 3 or (name == "fidelity_m" and not np.isfinite(xa).all()):
+                    st[name], st[f"{name}_reps"] = np.array(np.nan), np.full(n_boot, np.nan)
+                    continue
+                key = (name, ids, xa.tobytes(), xb.tobytes())
+                if key not in fidelity:
+                    fidelity[key] = (_spearman_rows(xa[None], xb[None])[0],
+                                     _spearman_rows(xa[idx], xb[idx], resampled_ranks(xa), resampled_ranks(xb)))
+                st[name], st[f"{name}_reps"] = fidelity[key]
+            out[cell] = {k: np.asarray(a, dtype=float) for k, a in st.items()}
+    return out
 
 
 def cell_statistics(g: pd.DataFrame, n_boot: int = N_BOOT) -> dict[str, np.ndarray]:
     """``{stat: point}`` and ``{stat + "_reps": replicates (n_boot,)}`` of one cell (records of its images)."""
-    v = per_image(g)
-    n = int(v["n"])
-    idx = resample_index(list(v["ids"]), n_boot)
-    out: dict[str, np.ndarray] = {"n": np.array(n)}
-    for k in ("gain", "bias", "quality"):
-        x = v[k]
-        out[k] = np.array(float(np.mean(x)))
-        out[f"{k}_reps"] = x[idx].mean(axis=1)
-    out["fidelity_s"] = _spearman_rows(v["s"][None], v["sd"][None])[0] if n >= 3 else np.array(np.nan)
-    out["fidelity_s_reps"] = _spearman_rows(v["s"][idx], v["sd"][idx]) if n >= 3 else np.full(n_boot, np.nan)
-    if n >= 3 and np.isfinite(v["m"]).all():
-        out["fidelity_m"] = _spearman_rows(v["m"][None], v["sd_q"][None])[0]
-        out["fidelity_m_reps"] = _spearman_rows(v["m"][idx], v["sd_q"][idx])
-    else:
-        out["fidelity_m"], out["fidelity_m_reps"] = np.array(np.nan), np.full(n_boot, np.nan)
-    return {k: np.asarray(a, dtype=float) for k, a in out.items()}
+    g = g.assign(**{c: "" for c in CELL if c not in g})
+    return next(iter(frame_statistics(g, n_boot).values()))
 
 
-def _cache_path(run_dir: Path, keys: dict | None) -> Path | None:
-    if not keys:
-        return None
-    key = content_key({"verdicts": VERSION, "n_boot": N_BOOT, "stages": {k: keys.get(k) for k in
-                                                                      ("clean", "attack", "def_clean", "def_adv")}})
-    return Path(run_dir) / "cache" / "verdicts" / f"{key}.npz"
+def run_statistics(run_dir: Path, records: pd.DataFrame | None = None, cells: pd.DataFrame | None = None
+                   ) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
+    """Verdict statistics of the cells of a run (``cells``: those of this frame; default every cell of the records),
+    by (dataset, metric, attack, defense), computed from ``records`` (loaded from the run when not given)."""
+    if records is None:
+        from ..records import load_records
 
+        from .runinfo import attach_direction
 
-def _load(path: Path | None) -> dict[str, np.ndarray] | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        log.info("verdicts: %s not readable (%s); recomputed", path, exc)
-        return None
-
-
-def _save(path: Path | None, stats_: dict[str, np.ndarray]) -> None:
-    if path is None:
-        return
-    buf = io.BytesIO()
-    np.savez(buf, **stats_)
-    try:
-        atomic_write_bytes(path, buf.getvalue())
-    except OSError as exc:  # a read-only run directory: recomputed next time, nothing lost
-        log.info("verdicts: cache %s not written (%s)", path, exc)
-
-
-def planned_keys(run_dir: Path) -> dict[tuple[str, ...], dict]:
-    """The stage keys of each planned cell (``cells.json``), by (dataset, metric, attack, defense)."""
-    f = Path(run_dir) / "cells.json"
-    if not f.is_file():
-        return {}
-    return {tuple(c[k] for k in CELL): c.get("keys") for c in json.loads(f.read_text())}
-
-
-def run_statistics(run_dir: Path, records: pd.DataFrame | None = None, cells: pd.DataFrame | None = None, *,
-                   store: bool = True) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
-    """Verdict statistics of every cell of a run, by (dataset, metric, attack, defense): read from the cache, or
-    computed from ``records`` (loaded when needed and not given) and, with ``store``, written to the cache."""
-    keys = planned_keys(run_dir)
-    wanted = [tuple(r) for r in cells[CELL].itertuples(index=False)] if cells is not None else list(keys)
-    out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
-    missing = []
-    for cell in wanted:
-        got = _load(_cache_path(run_dir, keys.get(cell)))
-        if got is not None:
-            out[cell] = got
-        else:
-            missing.append(cell)
-    if missing:
-        if records is None:
-            from ..records import load_records
-
-            from .runinfo import attach_direction
-
-            records = attach_direction(load_records(Path(run_dir)), Path(run_dir))
-        if len(records):
-            groups = dict(iter(records.groupby(CELL, sort=False)))
-            for cell in missing:
-                g = groups.get(cell)
-                if g is None or g.empty:
-                    continue
-                out[cell] = cell_statistics(g)
-                if store:
-                    _save(_cache_path(run_dir, keys.get(cell)), out[cell])
-    return out
+        records = attach_direction(load_records(Path(run_dir)), Path(run_dir))
+    if cells is not None and len(records):
+        wanted = pd.MultiIndex.from_frame(cells[CELL].astype(object))
+        records = records[pd.MultiIndex.from_frame(records[CELL].astype(object)).isin(wanted)]
+    return frame_statistics(records)
 
 
 def interval(reps: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -188,5 +195,5 @@ def interval(reps: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return (float(np.quantile(r, a)), float(np.quantile(r, 1 - a)))
 
 
-__all__ = ["INDICATIVE_N", "LEVEL", "N_BOOT", "STATS", "cell_statistics", "interval", "resample_index",
+__all__ = ["INDICATIVE_N", "LEVEL", "N_BOOT", "STATS", "cell_statistics", "frame_statistics", "interval", "resample_index",
            "run_statistics"]
