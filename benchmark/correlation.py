@@ -110,7 +110,7 @@ def correlations(x, y, *, lower_better: bool = False, mos_lower_better: bool = F
     return {**out, **{k: float(v) for k, v in vals.items()}, "mapping_failed": not converged, "reason": reason}
 
 
-def _rank_rows(a: np.ndarray) -> np.ndarray:
+def rank_rows(a: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank) along each row: ``scipy.stats.rankdata(a, "average", axis=1)``
     value for value (the ranks are exact half-integers), without its per-call overhead. Rows with a NaN
     (which scipy ranks as all NaN) go to scipy."""
@@ -173,7 +173,7 @@ def kendall(x, y) -> float:
 
 def spearman(x, y) -> float:
     """Spearman ρ: Pearson r of the average ranks, as ``scipy.stats.spearmanr``."""
-    return float(_pearson_rows(_rank_rows(np.asarray(x, float)[None]), _rank_rows(np.asarray(y, float)[None]))[0])
+    return float(_pearson_rows(rank_rows(np.asarray(x, float)[None]), rank_rows(np.asarray(y, float)[None]))[0])
 
 
 def bootstrap_ci(x, y, *, measure: str = "srocc", n_boot: int = 1000, level: float = 0.95, seed: int = 0,
@@ -196,7 +196,7 @@ def bootstrap_ci(x, y, *, measure: str = "srocc", n_boot: int = 1000, level: flo
     idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
     xs, ys = x[idx], y[idx]
     if measure == "srocc":
-        vals = _pearson_rows(_rank_rows(xs), _rank_rows(ys))
+        vals = _pearson_rows(rank_rows(xs), rank_rows(ys))
     elif measure == "plcc_raw" or (measure == "plcc" and mapping == "none"):
         vals = _pearson_rows(xs, ys)
     else:

@@ -93,7 +93,8 @@ def cell_summaries(records: pd.DataFrame, run_dir: Path, *, store: bool = True) 
     if missing:
         index = pd.MultiIndex.from_frame(records[CELL].astype(object))
         fresh = dict(summary_rows(records[index.isin(pd.MultiIndex.from_tuples(missing))]))
-        log.info("summaries: %d of %d cells computed, %d read", len(fresh), len(fps), len(fps) - len(fresh))
+        log.info("cell summaries: %d of %d computed, %d read from %s", len(fresh), len(fps), len(fps) - len(fresh),
+                 CACHE)
     else:
         fresh = {}
     rows = [fresh[cell] if cell in fresh else stored[fp] for cell, fp in fps.items()]

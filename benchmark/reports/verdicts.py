@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from ..correlation import orient
+from ..correlation import orient, rank_rows
 from ..seeds import seed_from
 
 N_BOOT = 1000        # bootstrap resamples of the images
@@ -47,7 +46,7 @@ def resample_index(ids: list[str], n_boot: int = N_BOOT) -> np.ndarray:
 
 def _centred_ranks(a: np.ndarray) -> np.ndarray:
     """The ranks of each row of ``a`` (ties averaged) less their row mean."""
-    r = stats.rankdata(a, axis=-1)
+    r = rank_rows(a.reshape(-1, a.shape[-1])).reshape(a.shape)   # = scipy.stats.rankdata(a, axis=-1)
     return r - r.mean(axis=-1, keepdims=True)
 
 

@@ -3,33 +3,16 @@ and leaves every table file as it was; a table file changed or removed by hand i
 from __future__ import annotations
 
 import pytest
-from conftest import folder_config, write_image_folder
 
-MATRIX = """
-[[metrics]]
-name = "default"
-[[attacks]]
-name = "fgsm"
-eps = "4/255"
-adaptive = false
-[[defenses]]
-name = "identity"
-[[defenses]]
-name = "jpeg"
-quality = 40
-"""
 TABLES = ("records.csv", "summary.csv", "summary.md", "records.parquet", "summary.parquet")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+@pytest.fixture
+def run(small_matrix):
     from benchmark.cli import main
 
-    tmp = tmp_path_factory.mktemp("tables")
-    root = write_image_folder(tmp / "images", 4)
-    cfg = folder_config(tmp, "tab", root, MATRIX, mos=True, run_extra="batch_size = 4")
-    assert main(["run", str(cfg), "--no-progress"]) == 0
-    return tmp / "runs" / "tab"
+    assert main(["run", str(small_matrix), "--no-progress"]) == 0
+    return small_matrix.parent / "runs" / "small"
 
 
 def test_report_of_an_unchanged_run_computes_no_summary_and_rewrites_no_table(run, monkeypatch):
