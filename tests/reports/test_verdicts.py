@@ -108,3 +108,20 @@ def test_interval_needs_finite_replicates():
     assert all(math.isnan(v) for v in interval(np.array([1.0, 2.0] + [math.nan] * 8)))  # most resamples undefined
     lo, hi = interval(np.arange(1001, dtype=float))
     assert lo == pytest.approx(25.0) and hi == pytest.approx(975.0)
+
+
+def test_cells_resampled_together_are_bit_for_bit_the_cell_alone(monkeypatch):
+    from benchmark.reports import verdicts
+
+    rec = _records()
+    together = verdicts.frame_statistics(rec, n_boot=50)
+    monkeypatch.setattr(verdicts, "GATHER", 1)   # one cell per chunk
+    chunked = verdicts.frame_statistics(rec, n_boot=50)
+    assert list(together) == [("ds", "m", "pgd", d) for d in ("identity", "a", "c", "b")]
+    for cell, st in together.items():
+        alone = cell_statistics(rec[rec["defense"] == cell[3]], n_boot=50)
+        for k in st:
+            assert np.array_equal(st[k], alone[k], equal_nan=True) and np.array_equal(st[k], chunked[cell][k],
+                                                                                    equal_nan=True), (cell, k)
+    # a and b are the same defense on the same images: one fidelity, shared
+    assert together[("ds", "m", "pgd", "a")]["fidelity_s_reps"] is together[("ds", "m", "pgd", "b")]["fidelity_s_reps"]
