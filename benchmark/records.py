@@ -142,3 +142,12 @@ def load_records(run_dir: Path) -> pd.DataFrame:
         cols.update(dict.fromkeys(tail))
     df = df[[c for c in cols if c in df.columns]].reset_index(drop=True)
     return df[ORDER + [c for c in df.columns if c not in ORDER]]
+
+
+def cells_of(records: pd.DataFrame, cells) -> pd.DataFrame:
+    """The rows of ``records`` whose (dataset, metric, attack, defense) is one of ``cells`` (tuples, or a frame
+    with those columns)."""
+    key = list(CELL)
+    wanted = pd.MultiIndex.from_frame(cells[key].astype(object)) if isinstance(cells, pd.DataFrame) \
+        else pd.MultiIndex.from_tuples(list(cells), names=key)
+    return records[pd.MultiIndex.from_frame(records[key].astype(object)).isin(wanted)]

@@ -32,6 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import BenchmarkError
+from ..records import load_records
 from ..schema import column
 from ..store import atomic_write_text
 from . import plots
@@ -86,9 +87,9 @@ def _newest_stage(run_dir: Path) -> float:
     return newest
 
 
-def run_summary(run_dir: Path) -> pd.DataFrame:
+def run_summary(run_dir: Path, records: pd.DataFrame) -> pd.DataFrame:
     """The run's per-cell summary: its stored summary.csv when that is newer than every stored stage, else
-    computed from the records, reading the cells' stored summaries (nothing is written into the run)."""
+    computed from its ``records``, reading the cells' stored summaries (nothing is written into the run)."""
     stored = run_dir / "summary.csv"
     if stored.is_file() and stored.stat().st_mtime >= _newest_stage(run_dir):
         try:
@@ -97,9 +98,6 @@ def run_summary(run_dir: Path) -> pd.DataFrame:
                 return restore_formulas(summary)  # summary.csv prefixes formula-like text with '
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
             pass
-    from ..records import load_records
-
-    records = attach_direction(load_records(run_dir), run_dir)
     # as write_tables does (aligned means, baseline); the run's stored cell summaries are read, never written
     return complete_summary(cell_summaries(records, run_dir, store=False), records, run_dir)
 
@@ -110,7 +108,9 @@ def load_run(run_dir: Path) -> Run:
         raise BenchmarkError(f"{run_dir} is not a run directory (no cells.json)")
     manifest = load_manifest(run_dir)
     load_plugin_files(manifest)
-    cells = run_summary(run_dir)
+    # read once: for the summary (when summary.csv is not current) and for the verdict statistics
+    records = attach_direction(load_records(run_dir), run_dir)
+    cells = run_summary(run_dir, records)
     info = provenance_text(manifest)
     prov = {"run": run_dir.name, "path": run_dir, "cells": len(cells), "git_commit": info["git_commit"],
             "device": " · ".join(str(v) for v in (info["device"] or (manifest.get("run") or {}).get("device"),
@@ -127,8 +127,7 @@ def load_run(run_dir: Path) -> Run:
         cells = attach_baseline(cells, None, run_dir, manifest)
     cells = cells.reset_index(drop=True)
     cells["cell_in_run"] = cells.index
-    # computed from the run's records (the leaderboard never writes into a run)
-    by_cell = run_statistics(run_dir, None, cells)
+    by_cell = run_statistics(run_dir, records, cells)   # the leaderboard never writes into a run
     stats = {i: by_cell[(r.dataset, r.metric, r.attack, r.defense)] for i, r in zip(cells.index, cells.itertuples())
              if (r.dataset, r.metric, r.attack, r.defense) in by_cell}
     keys = plugin_keys(manifest)

@@ -34,6 +34,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..measures import nan_mean
 from .format import as_float
 from .verdicts import INDICATIVE_N, LEVEL, interval
 
@@ -146,7 +147,7 @@ def _nan_reduce(values: np.ndarray, how: str) -> float:
     if missing.all():
         return math.nan
     if how == "mean":
-        return float(np.where(missing, 0.0, values).sum() / np.float64(len(values) - missing.sum()))
+        return nan_mean(values)
     kept = values[~missing]
     return float(kept.max() if how == "max" else kept.min())
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..measures import summarize, summary_rows
+from ..records import cells_of
 from ..schema import CELL as CELL_KEY
 from ..store import atomic_write_text
 
@@ -48,6 +49,11 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
+def _head(df: pd.DataFrame) -> bytes:
+    """What a fingerprint holds besides the rows: this file's layout, the code, and the columns with their dtypes."""
+    return json.dumps([VERSION, code_fingerprint(), [(str(c), str(t)) for c, t in df.dtypes.items()]]).encode()
+
+
 def cell_fingerprints(records: pd.DataFrame) -> dict[tuple[str, ...], str] | None:
     """The fingerprint of every cell of ``records`` (None when a value cannot be hashed: then nothing is kept)."""
     try:
@@ -55,9 +61,8 @@ def cell_fingerprints(records: pd.DataFrame) -> dict[tuple[str, ...], str] | Non
     except TypeError as exc:   # an unhashable value (a list in a column): summaries computed, not kept
         log.info("summaries: records not hashable (%s); every cell computed", exc)
         return None
-    base = hashlib.sha256(json.dumps([VERSION, code_fingerprint(), [(str(c), str(t)) for c, t in
-                                                                    records.dtypes.items()]]).encode()).digest()
-    return {tuple(cell): hashlib.blake2b(base + rows[pos].tobytes(), digest_size=16).hexdigest()
+    head = _head(records)
+    return {tuple(cell): hashlib.blake2b(head + rows[pos].tobytes(), digest_size=16).hexdigest()
             for cell, pos in records.groupby(CELL, sort=False).indices.items()}
 
 
@@ -91,8 +96,7 @@ def cell_summaries(records: pd.DataFrame, run_dir: Path, *, store: bool = True) 
     stored = load_rows(run_dir)
     missing = [cell for cell, fp in fps.items() if fp not in stored]
     if missing:
-        index = pd.MultiIndex.from_frame(records[CELL].astype(object))
-        fresh = dict(summary_rows(records[index.isin(pd.MultiIndex.from_tuples(missing))]))
+        fresh = dict(summary_rows(cells_of(records, missing)))
         log.info("cell summaries: %d of %d computed, %d read from %s", len(fresh), len(fps), len(fps) - len(fresh),
                  CACHE)
     else:
@@ -108,8 +112,6 @@ def cell_summaries(records: pd.DataFrame, run_dir: Path, *, store: bool = True) 
     return pd.DataFrame(rows)
 
 
-
-
 def frame_fingerprint(df: pd.DataFrame) -> str | None:
     """A hash of a whole table (values in order, columns, dtypes) and of the code that writes it (None when a
     value cannot be hashed)."""
@@ -117,8 +119,7 @@ def frame_fingerprint(df: pd.DataFrame) -> str | None:
         rows = pd.util.hash_pandas_object(df, index=False).to_numpy()
     except TypeError:
         return None
-    head = json.dumps([VERSION, code_fingerprint(), [(str(c), str(t)) for c, t in df.dtypes.items()]]).encode()
-    return hashlib.blake2b(head + rows.tobytes(), digest_size=16).hexdigest()
+    return hashlib.blake2b(_head(df) + rows.tobytes(), digest_size=16).hexdigest()
 
 
 __all__ = ["CACHE", "cell_fingerprints", "cell_summaries", "code_fingerprint", "frame_fingerprint", "load_rows"]

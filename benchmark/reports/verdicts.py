@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..correlation import orient, rank_rows
+from ..correlation import rank_rows
+from ..records import cells_of, load_records
 from ..seeds import seed_from
+from .runinfo import attach_direction
 
 N_BOOT = 1000        # bootstrap resamples of the images
 LEVEL = 0.95         # percentile interval
@@ -86,9 +88,10 @@ def per_row(records: pd.DataFrame) -> dict[str, np.ndarray]:
     d = _column(records, "attack_direction", 1.0)
     d = np.where(np.isnan(d), 1.0, d)
     s, sd, sad = (records[c].to_numpy(float) for c in ("score", "score_def", "score_adv_def"))
+    m = _column(records, "mos")
+    # both oriented to quality, as correlation.orient does per cell
     out = {"gain": d * sign * (sad - sd) / r, "bias": np.abs(sd - s) / r, "s": s, "sd": sd,
-           "m": orient(_column(records, "mos"), False), "sd_q": np.where(sign < 0, -sd, sd)}
-    out["m"] = np.where(_flag(records, "mos_lower_better"), -out["m"], out["m"])
+           "m": np.where(_flag(records, "mos_lower_better"), -m, m), "sd_q": np.where(sign < 0, -sd, sd)}
     for tag, (psnr_c, ssim_c) in (("quality_aligned", ("psnr_def_adv_aligned", "ssim_def_adv_aligned")),
                                   ("quality", ("psnr_def_adv", "ssim_def_adv"))):
         if psnr_c in records and ssim_c in records:
@@ -173,15 +176,8 @@ def run_statistics(run_dir: Path, records: pd.DataFrame | None = None, cells: pd
     """Verdict statistics of the cells of a run (``cells``: those of this frame; default every cell of the records),
     by (dataset, metric, attack, defense), computed from ``records`` (loaded from the run when not given)."""
     if records is None:
-        from ..records import load_records
-
-        from .runinfo import attach_direction
-
         records = attach_direction(load_records(Path(run_dir)), Path(run_dir))
-    if cells is not None and len(records):
-        wanted = pd.MultiIndex.from_frame(cells[CELL].astype(object))
-        records = records[pd.MultiIndex.from_frame(records[CELL].astype(object)).isin(wanted)]
-    return frame_statistics(records)
+    return frame_statistics(cells_of(records, cells) if cells is not None and len(records) else records)
 
 
 def interval(reps: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -194,5 +190,5 @@ def interval(reps: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return (float(np.quantile(r, a)), float(np.quantile(r, 1 - a)))
 
 
-__all__ = ["INDICATIVE_N", "LEVEL", "N_BOOT", "STATS", "cell_statistics", "frame_statistics", "interval", "resample_index",
-           "run_statistics"]
+__all__ = ["INDICATIVE_N", "LEVEL", "N_BOOT", "STATS", "cell_statistics", "frame_statistics", "interval",
+           "resample_index", "run_statistics"]
